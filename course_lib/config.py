@@ -1,0 +1,195 @@
+"""Course-wide settings: mode (quick/full), paths, seeds, and the environment report.
+
+Taught in notebooks/00_start_here.
+
+*Mode* decides sizes and step counts only, never the code path:
+
+- ``quick``: small images and few steps so every notebook runs in well under 90 s on a
+  2-core CPU. The default when no GPU is visible, and what CI uses.
+- ``full``: real training. The default when a GPU is visible.
+
+Set ``COURSE_MODE=quick`` or ``COURSE_MODE=full`` to override the automatic choice.
+
+*Data* lives under ``<repo>/data`` unless ``COURSE_DATA`` points elsewhere. A notebook asks
+:func:`dataset_status` which datasets are present, and uses real data when it is there,
+synthetic look-alikes otherwise; it says which at the top.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Seed used by :func:`set_seed` when none is given. Fixed so reruns show the same numbers.
+DEFAULT_SEED = 42
+
+#: The repository root (the folder holding ``course_lib``).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+MODES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class ModeSettings:
+    """Sizes and step counts for one mode. The code path is identical in both modes.
+
+    Attributes:
+        name: ``"quick"`` or ``"full"``.
+        image_size: side in pixels of square training images.
+        n_synthetic_images: how many synthetic nuclei images to generate.
+        epochs: training epochs for the chapter trainings.
+        steps_per_epoch: batches per epoch (``None``: the whole dataset).
+        batch_size: images per batch.
+        backbone: ``"light"`` (a small ResNet for CPUs) or ``"resnet50"``.
+    """
+
+    name: str
+    image_size: int
+    n_synthetic_images: int
+    epochs: int
+    steps_per_epoch: int | None
+    batch_size: int
+    backbone: str
+
+
+QUICK = ModeSettings("quick", image_size=128, n_synthetic_images=24, epochs=2,
+                     steps_per_epoch=8, batch_size=2, backbone="light")
+FULL = ModeSettings("full", image_size=512, n_synthetic_images=600, epochs=40,
+                    steps_per_epoch=None, batch_size=8, backbone="resnet50")
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_devices() -> tuple[str, ...]:
+    """Names of the accelerators the active Keras backend can see (empty on a CPU).
+
+    Imports the backend lazily, so ``import course_lib.config`` stays cheap.
+    """
+    backend = keras_backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return tuple(d.name for d in tf.config.list_physical_devices("GPU"))
+        if backend == "jax":
+            import jax
+
+            return tuple(str(d) for d in jax.devices() if d.platform != "cpu")
+        if backend == "torch":
+            import torch
+
+            n = torch.cuda.device_count()
+            return tuple(torch.cuda.get_device_name(i) for i in range(n))
+    except Exception:  # a broken GPU install must not stop the course from running on CPU
+        return ()
+    return ()
+
+
+def keras_backend() -> str:
+    """The Keras backend in use (``KERAS_BACKEND``, default ``tensorflow``)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def mode() -> str:
+    """``COURSE_MODE`` if set, else ``full`` when a GPU is visible, else ``quick``."""
+    requested = os.environ.get("COURSE_MODE", "").strip().lower()
+    if requested:
+        if requested not in MODES:
+            raise ValueError(
+                f"COURSE_MODE={requested!r} is not a mode; use one of {MODES} "
+                "(or unset it to choose automatically)."
+            )
+        return requested
+    return "full" if gpu_devices() else "quick"
+
+
+def settings() -> ModeSettings:
+    """The :class:`ModeSettings` of the current :func:`mode`."""
+    return FULL if mode() == "full" else QUICK
+
+
+def data_root() -> Path:
+    """Where datasets live: ``$COURSE_DATA`` or ``<repo>/data``."""
+    env = os.environ.get("COURSE_DATA")
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / "data"
+
+
+#: Where each dataset is expected below :func:`data_root`, real first, synthetic last.
+DATASET_LAYOUT = {
+    "nuclei": ("dsb2018/stage1_train", "synthetic/nuclei/stage1_train"),
+    "voc": ("VOCdevkit/VOC2012", "synthetic/voc/VOC2012"),
+}
+
+
+def dataset_status() -> dict[str, tuple[str, Path | None]]:
+    """For each dataset, ``(source, path)``: source is ``"real"``, ``"synthetic"`` or ``"missing"``.
+
+    A folder counts as present when it exists and is not empty.
+    """
+    root = data_root()
+    status: dict[str, tuple[str, Path | None]] = {}
+    for name, (real, synthetic) in DATASET_LAYOUT.items():
+        status[name] = ("missing", None)
+        for source, rel in (("real", real), ("synthetic", synthetic)):
+            path = root / rel
+            if path.is_dir() and any(path.iterdir()):
+                status[name] = (source, path)
+                break
+    return status
+
+
+def set_seed(seed: int = DEFAULT_SEED) -> None:
+    """Seed Python, NumPy and Keras (which seeds its backend) so reruns show the same numbers."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def report(seed: int = DEFAULT_SEED, verbose: bool = False) -> dict[str, str]:
+    """Seed everything and print one line a notebook shows first: mode, backend, data.
+
+    With ``verbose=True`` (notebook 00) also print Python, library versions and devices.
+    Returns the printed facts as a dict, so a notebook can ``assert`` on them.
+    """
+    set_seed(seed)
+    import keras
+
+    facts = {
+        "mode": mode(),
+        "backend": keras.backend.backend(),
+        "devices": ", ".join(gpu_devices()) or "CPU only",
+    }
+    for name, (source, path) in dataset_status().items():
+        facts[f"data.{name}"] = source if path is None else f"{source} ({path})"
+    print(f"Mode: {facts['mode']} | Keras backend: {facts['backend']} | Devices: {facts['devices']}")
+    print("Data: " + "; ".join(f"{k[5:]}: {v}" for k, v in facts.items() if k.startswith("data.")))
+    if verbose:
+        facts.update(versions())
+        for key in ("python", "numpy", "keras", "tensorflow", "jax", "torch", "skimage",
+                    "pycocotools", "ipywidgets", "matplotlib"):
+            print(f"  {key:<12} {facts.get(key, '-')}")
+    return facts
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the course's libraries (``"not installed"`` when absent)."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    dists = {"numpy": "numpy", "keras": "keras", "tensorflow": "tensorflow", "jax": "jax",
+             "torch": "torch", "skimage": "scikit-image", "pycocotools": "pycocotools",
+             "ipywidgets": "ipywidgets", "matplotlib": "matplotlib"}
+    for key, dist in dists.items():
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[key] = "not installed"
+    return out
