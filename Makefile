@@ -1,0 +1,70 @@
+# Two commands on a fresh machine (README):
+#   make lab    set up (venv, package, synthetic data when none is there) and open JupyterLab
+#   make test   set up the same way, then run the unit tests and every notebook with nbval
+#
+# Only Python 3.10-3.12 with venv is needed. A second run reinstalls nothing unless
+# pyproject.toml changed (the stamp file below records the last install).
+
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.course-installed
+DATA_STAMP := data/.prepared
+export COURSE_MODE ?= quick
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONHASHSEED ?= 0
+# Keep JupyterLab and nbval kernels from touching the user's global config.
+export JUPYTER_PLATFORM_DIRS ?= 1
+# nbval: a generous per-cell limit (the notebook budget is 90 s; this only catches hangs)
+NBVAL_FLAGS := --nbval-lax --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg
+NOTEBOOK_DIRS := notebooks solutions exercises
+LAB_PORT ?= 8888
+
+.PHONY: install data lab test test-unit test-notebooks exercises strip lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Synthetic look-alikes when no dataset is there (real data under data/ or $COURSE_DATA wins).
+$(DATA_STAMP): $(STAMP)
+	$(BIN)/python -m course_lib.data.prepare
+	@mkdir -p data && touch $(DATA_STAMP)
+
+data: $(DATA_STAMP)
+
+lab: $(DATA_STAMP)
+	$(BIN)/jupyter lab --port=$(LAB_PORT) notebooks/00_start_here.ipynb
+
+test: $(DATA_STAMP)
+	$(BIN)/python -m pytest tests $(NOTEBOOK_DIRS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+test-notebooks: $(DATA_STAMP)
+	$(BIN)/python -m pytest $(NOTEBOOK_DIRS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
+
+# Regenerate exercises/ from solutions/ (tests fail when exercises/ is stale).
+exercises: $(STAMP)
+	$(BIN)/python tools/nbtool.py exercises
+
+# Clear notebook outputs except the cells marked NBVAL_CHECK_OUTPUT.
+strip: $(STAMP)
+	$(BIN)/python tools/nbtool.py strip
+
+lint: $(STAMP)
+	$(BIN)/python tools/nbtool.py lint
+	$(BIN)/ruff check course_lib tests tools bench
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) data/synthetic $(DATA_STAMP) .pytest_cache test-artifacts

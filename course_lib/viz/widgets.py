@@ -1,0 +1,80 @@
+"""The small widget kit every explorer is built from, on ipywidgets 8.
+
+Taught in notebooks/00_start_here (the widget check) and used by every chapter's explorer.
+
+An explorer is a function returning a widget. Its drawing or computing logic lives in a pure
+function of the control values, and :func:`explorer` wires controls to it: every change of a
+control re-renders into one ``Output``. Tests drive an explorer headlessly by setting a
+control's ``.value`` and reading ``explorer.result`` (what the pure function returned last).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from IPython.display import display
+
+
+class Explorer(widgets.VBox):
+    """Controls above an output area; ``render(**values)`` runs on every change.
+
+    Attributes:
+        controls: name -> control widget (sliders, dropdowns, ...).
+        output: the ``ipywidgets.Output`` the render function draws into.
+        result: what ``render`` returned the last time it ran (for tests and notebooks).
+        renders: how many times ``render`` has run.
+    """
+
+    def __init__(self, render: Callable[..., object], controls: dict[str, widgets.Widget],
+                 title: str | None = None):
+        self.controls = controls
+        self.output = widgets.Output()
+        self.result = None
+        self.renders = 0
+        self._render = render
+        header = [widgets.HTML(f"<b>{title}</b>")] if title else []
+        super().__init__(header + [widgets.HBox(list(controls.values()),
+                                                layout=widgets.Layout(flex_flow="row wrap")),
+                                   self.output])
+        for control in controls.values():
+            control.observe(self._on_change, names="value")
+        self.refresh()
+
+    def values(self) -> dict[str, object]:
+        return {name: control.value for name, control in self.controls.items()}
+
+    def _on_change(self, _change) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-run ``render`` with the current control values into the output area."""
+        self.output.clear_output(wait=True)
+        with self.output:
+            self.result = self._render(**self.values())
+            # Show the figures the render drew, then close them: a slider dragged a hundred
+            # times must not leave a hundred figures open.
+            for number in plt.get_fignums():
+                fig = plt.figure(number)
+                display(fig)
+                plt.close(fig)
+        self.renders += 1
+
+
+def explorer(render: Callable[..., object], title: str | None = None,
+             **controls: widgets.Widget) -> Explorer:
+    """Build an :class:`Explorer` from a pure ``render`` function and named controls."""
+    return Explorer(render, controls, title=title)
+
+
+def widget_check() -> Explorer:
+    """A one-slider explorer: if moving the slider changes the text, widgets work here."""
+
+    def render(n: int) -> str:
+        text = f"{n} squared is {n * n}"
+        print(text)
+        return text
+
+    return explorer(render, title="Widget check: move the slider",
+                    n=widgets.IntSlider(value=3, min=0, max=10, description="n"))

@@ -1,0 +1,82 @@
+"""pyproject.toml and environment.yml install the same set; the Makefile and CI agree."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _env_requirements() -> dict[str, Requirement]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_lists) == 1, "environment.yml must have exactly one pip: section"
+    reqs = {}
+    for line in pip_lists[0]:
+        if line.startswith("-e"):
+            continue
+        req = Requirement(line)
+        reqs[req.name.lower()] = req
+    return reqs
+
+
+def test_environment_yml_matches_pyproject():
+    project = _pyproject()["project"]
+    wanted = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    env = _env_requirements()
+    py_names = {r.name.lower() for r in wanted}
+    assert py_names == set(env), (
+        f"only in pyproject: {sorted(py_names - set(env))}; only in environment.yml: "
+        f"{sorted(set(env) - py_names)}"
+    )
+    for req in wanted:
+        assert str(req.specifier) == str(env[req.name.lower()].specifier), (
+            f"{req.name}: pyproject says {req.specifier}, environment.yml says "
+            f"{env[req.name.lower()].specifier}"
+        )
+
+
+def test_environment_yml_python_is_allowed_by_pyproject():
+    from packaging.specifiers import SpecifierSet
+
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    version = python.split("=", 1)[1]
+    assert version in SpecifierSet(_pyproject()["project"]["requires-python"])
+    assert version == "3.11", "the course is written for Python 3.11"
+
+
+def test_runtime_dependencies_cover_the_stack():
+    names = {Requirement(r).name.lower() for r in _pyproject()["project"]["dependencies"]}
+    for needed in ("tensorflow", "keras", "numpy", "matplotlib", "ipywidgets", "pycocotools",
+                   "scikit-image", "tqdm", "jupyterlab"):
+        assert needed in names
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert {"pytest", "nbval", "hypothesis", "ruff"} <= {Requirement(r).name for r in extras["dev"]}
+    assert any(Requirement(r).name == "tensorflow" and "and-cuda" in Requirement(r).extras
+               for r in extras["gpu"])
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make lab" in readme
+    assert re.search(r"^make test\b", ci, re.MULTILINE), ".ci/run must call `make test`"
+
+
+def test_every_notebook_is_on_the_course_map():
+    readme = (ROOT / "README.md").read_text()
+    start_here = (ROOT / "notebooks" / "00_start_here.ipynb").read_text()
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert f"notebooks/{nb.name}" in readme, f"README's course map misses {nb.name}"
+        if nb.name != "00_start_here.ipynb":
+            assert nb.name in start_here, f"00_start_here's course map misses {nb.name}"
