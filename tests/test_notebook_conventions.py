@@ -77,7 +77,7 @@ def test_strip_keeps_only_checked_outputs():
     dropped = nbformat.v4.new_code_cell("print(1)", execution_count=4)
     dropped.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
     out = nbtool.strip(_nb(kept, dropped))
-    assert out.cells[0].outputs[0]["text"] == "2\n" and out.cells[0].execution_count is None
+    assert out.cells[0].outputs[0]["text"] == "2\n" and out.cells[0].execution_count == 1
     assert out.cells[1].outputs == [] and out.cells[1].execution_count is None
 
 

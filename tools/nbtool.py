@@ -10,7 +10,8 @@ Usage (from the repository root, inside the venv; ``make`` targets call these):
 Conventions (README "Writing a notebook"):
 
 * Notebooks are stored without outputs or execution counts, except code cells whose source
-  contains ``# NBVAL_CHECK_OUTPUT``: their deterministic text output is kept and nbval compares it.
+  contains ``# NBVAL_CHECK_OUTPUT``: their deterministic text output is kept (with execution
+  count 1) and nbval compares it.
 * The first code cell calls ``config.report(`` (mode, backend, data source; seeds fixed).
 * A markdown cell among the first two says "Learning goals"; the last markdown cell is a
   "Recap"; a chapter with an exercise points to ``exercises/NN_topic.ipynb`` from its recap.
@@ -52,13 +53,15 @@ def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        keep = CHECK_OUTPUT in cell.source
-        cell.execution_count = None
-        if keep:
+        if CHECK_OUTPUT in cell.source:
+            # nbval skips the comparison of a cell that looks unrun, so a checked cell keeps
+            # an execution count; a constant one keeps diffs quiet.
+            cell.execution_count = 1
             for out in cell.outputs:
                 if "execution_count" in out:
-                    out["execution_count"] = None
+                    out["execution_count"] = 1
         else:
+            cell.execution_count = None
             cell.outputs = []
         cell.metadata.pop("execution", None)
     nb.metadata.pop("widgets", None)
@@ -95,7 +98,7 @@ def make_exercise(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        if BEGIN in cell.source:
+        if BEGIN in cell.source or END in cell.source:
             cell.source = _strip_solution(cell.source)
         if cell.source.lstrip().startswith(CHECK_MARK):
             tags = list(cell.metadata.get("tags", []))

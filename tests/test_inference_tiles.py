@@ -1,0 +1,94 @@
+"""Overlap-tile prediction equals whole-image prediction for translation-equivariant models."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from course_lib.inference_tiles import model_tile_sizes, overlap_tile_predict, tile_origins
+from course_lib.models import unet
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 70), st.integers(1, 70), st.integers(1, 25))
+def test_tiles_cover_every_pixel_once(h, w, tile):
+    count = np.zeros((h + tile, w + tile), int)
+    for y, x in tile_origins((h, w), tile):
+        count[y:y + tile, x:x + tile] += 1
+    assert (count[:h, :w] == 1).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 60), st.integers(2, 20), st.integers(0, 6))
+def test_identity_crop_model_reproduces_the_image(h, w, tile_out, margin):
+    rng = np.random.default_rng(h * 100 + w)
+    image = rng.random((h, w, 2)).astype(np.float32)
+    tile_in = tile_out + 2 * margin
+
+    def crop_centre(batch):  # a "valid" model that returns its input's centre
+        return batch[:, margin:margin + tile_out, margin:margin + tile_out]
+
+    np.testing.assert_array_equal(overlap_tile_predict(crop_centre, image, tile_in, tile_out),
+                                  image)
+
+
+def test_linear_valid_conv_model_tiled_equals_whole():
+    # two valid 3x3 convolutions: margin 2, output tile = input tile - 4
+    rng = np.random.default_rng(0)
+    image = rng.random((37, 50, 1)).astype(np.float32)
+
+    def model_for(side_h, side_w):
+        inp = keras.Input((side_h, side_w, 1))
+        x = keras.layers.Conv2D(3, 3, name="c1")(inp)
+        x = keras.layers.Conv2D(2, 3, name="c2")(x)
+        return keras.Model(inp, x)
+
+    tiled_model = model_for(20, 20)
+    whole_model = model_for(37 + 4, 50 + 4)
+    whole_model.set_weights(tiled_model.get_weights())
+    tiled = overlap_tile_predict(lambda b: tiled_model.predict(b, verbose=0), image, 20, 16)
+    padded = np.pad(image, ((2, 2), (2, 2), (0, 0)), mode="reflect")
+    whole = whole_model.predict(padded[None], verbose=0)[0]
+    assert tiled.shape == (37, 50, 2)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_valid_unet_depth2_tiled_equals_whole():
+    # depth 2: output tiles of 52 are multiples of 2**2, so the pooling grids line up and the
+    # tiled prediction is exactly the whole-image one (same weights, larger static input)
+    tile_model = unet.paper_unet(input_size=92, base_filters=4, depth=2)
+    assert model_tile_sizes(tile_model) == (92, 52)
+    h, w = 100, 70                                  # 2 × 2 tiles, the last ones sticking out
+    big_in = 2 * 52 + 40                            # 144 -> 104 = 2 output tiles
+    whole_model = unet.paper_unet(input_size=big_in, base_filters=4, depth=2)
+    whole_model.set_weights(tile_model.get_weights())
+    image = np.random.default_rng(1).random((h, w, 1)).astype(np.float32)
+    tiled = overlap_tile_predict(lambda b: tile_model.predict(b, verbose=0), image, 92, 52)
+    padded = np.pad(image, ((20, 20 + 104 - h), (20, 20 + 104 - w), (0, 0)), mode="reflect")
+    whole = whole_model.predict(padded[None], verbose=0)[0, :h, :w]
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_same_padding_model_keeps_the_centre():
+    rng = np.random.default_rng(2)
+    image = rng.random((30, 41, 1)).astype(np.float32)
+    # a same-size "model" that marks its border: only the centre must reach the output
+    def same_model(batch):
+        out = batch.copy()
+        out[:, :3], out[:, -3:], out[:, :, :3], out[:, :, -3:] = -1, -1, -1, -1
+        return out
+    got = overlap_tile_predict(same_model, image, 16, 10)
+    np.testing.assert_array_equal(got, image)
+
+
+def test_bad_tile_sizes_are_named():
+    with pytest.raises(ValueError, match="even"):
+        overlap_tile_predict(lambda b: b, np.zeros((8, 8)), 9, 4)
+    with pytest.raises(ValueError, match="predict_fn returned"):
+        overlap_tile_predict(lambda b: b[:, :3, :3], np.zeros((8, 8)), 8, 4)
+    same = unet.same_unet((None, None, 1), base_filters=2, depth=1)
+    with pytest.raises(ValueError, match="fixed input size"):
+        model_tile_sizes(same)

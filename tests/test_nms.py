@@ -1,0 +1,88 @@
+"""NMS (course_lib.ops.nms): the NumPy reference against tf.image.non_max_suppression and the
+fixed-shape keras.ops twin against the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings, strategies as st
+from keras import ops
+
+from course_lib.ops import nms as N
+from course_lib.ops.boxes import iou
+
+
+def _scene(seed, n=300, size=200.0):
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(0, size, (n, 2))
+    hw = rng.uniform(5, 60, (n, 2))
+    boxes = np.concatenate([c - hw / 2, c + hw / 2], axis=1).astype(np.float32)
+    return boxes, rng.random(n).astype(np.float32)
+
+
+def test_hand_worked():
+    boxes = np.array([[0, 0, 10, 10], [0, 1, 10, 11], [0, 20, 10, 30], [0, 0, 10, 5.0]])
+    scores = np.array([0.9, 0.8, 0.7, 0.95])
+    # best is box 3 (0.95); box 0 has IoU 50/100 = 0.5 with it -> kept at threshold 0.5 (not >);
+    # box 1 has IoU 90/110 > 0.5 with box 0 -> dropped; box 2 overlaps nobody -> kept.
+    np.testing.assert_array_equal(N.nms(boxes, scores, 0.5), [3, 0, 2])
+    np.testing.assert_array_equal(N.nms(boxes, scores, 0.49), [3, 2])
+    np.testing.assert_array_equal(N.nms(boxes, scores, 0.5, max_output=2), [3, 0])
+    assert N.nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
+
+
+@pytest.mark.parametrize("seed, threshold", [(0, 0.5), (1, 0.7), (2, 0.3)])
+def test_reference_matches_tensorflow(seed, threshold):
+    boxes, scores = _scene(seed)
+    expected = tf.image.non_max_suppression(boxes, scores, 100, threshold).numpy()
+    np.testing.assert_array_equal(N.nms(boxes, scores, threshold, 100), expected)
+
+
+def test_score_threshold_matches_tensorflow():
+    boxes, scores = _scene(3)
+    expected = tf.image.non_max_suppression(boxes, scores, 50, 0.5, score_threshold=0.6).numpy()
+    np.testing.assert_array_equal(N.nms(boxes, scores, 0.5, 50, score_threshold=0.6), expected)
+
+
+def test_padded_twin_matches_reference_and_pads():
+    boxes, scores = _scene(4, n=200)
+    ref = N.nms(boxes, scores, 0.5)
+    kept, count = N.padded_nms(boxes, scores, max_output=len(ref) + 7, iou_threshold=0.5)
+    kept, count = ops.convert_to_numpy(kept), int(ops.convert_to_numpy(count))
+    assert count == len(ref)
+    np.testing.assert_array_equal(kept[:count], ref)
+    np.testing.assert_array_equal(kept[count:], -1)
+
+
+def test_batched_twin_and_score_threshold():
+    b0, s0 = _scene(5, n=120)
+    b1, s1 = _scene(6, n=120)
+    kept, count = N.batched_padded_nms(np.stack([b0, b1]), np.stack([s0, s1]), 20, 0.4, 0.3)
+    kept, count = ops.convert_to_numpy(kept), ops.convert_to_numpy(count)
+    for row, (b, s) in enumerate([(b0, s0), (b1, s1)]):
+        ref = N.nms(b, s, 0.4, 20, score_threshold=0.3)
+        assert count[row] == len(ref)
+        np.testing.assert_array_equal(kept[row, : len(ref)], ref)
+
+
+def test_mismatched_lengths_named():
+    with pytest.raises(ValueError, match="one score per box"):
+        N.nms(np.zeros((3, 4)), np.zeros(2), 0.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.1, 0.9), st.integers(1, 60))
+def test_nms_invariants(seed, threshold, n):
+    boxes, scores = _scene(seed, n=n, size=80.0)
+    keep = N.nms(boxes, scores, threshold)
+    assert len(set(keep.tolist())) == len(keep) >= 1
+    assert np.all(np.diff(scores[keep]) <= 0)  # best first
+    m = iou(boxes[keep], boxes[keep])
+    np.fill_diagonal(m, 0)
+    assert np.all(m <= threshold + 1e-12)
+    # every dropped box overlaps some kept box with a higher score by more than the threshold
+    dropped = np.setdiff1d(np.arange(n), keep)
+    if len(dropped):
+        over = iou(boxes[dropped], boxes[keep]) > threshold
+        assert np.all(over.any(axis=1))
