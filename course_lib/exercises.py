@@ -175,3 +175,277 @@ def check_box_area(fn: Callable) -> bool:
         hint="boxes are (y1, x1, y2, x2) in pixel edges, so height is y2 - y1 with no +1; "
              "work on whole columns (boxes[:, 2] - boxes[:, 0]) so N = 0 works too.",
     )
+
+
+# 06 anchors_and_rpn: IoU, anchors of one level, delta encoding, NMS ---------------------
+
+IOU_CASES = [
+    Case("two 2x2 boxes overlapping in one pixel: IoU 1 / 7",
+         (np.array([[0.0, 0.0, 2.0, 2.0]]), np.array([[1.0, 1.0, 3.0, 3.0]]))),
+    Case("boxes that only touch along an edge: IoU 0",
+         (np.array([[0.0, 0.0, 2.0, 2.0]]), np.array([[2.0, 0.0, 4.0, 2.0]]))),
+    Case("2 boxes against 3 (the result is 2 x 3)",
+         (np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 15.0, 25.0]]),
+          np.array([[0.0, 0.0, 10.0, 10.0], [0.0, 5.0, 10.0, 15.0], [20.0, 20.0, 30.0, 30.0]]))),
+    Case("no boxes on one side: shape (0, 2)",
+         (np.zeros((0, 4)), np.array([[0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 2.0, 2.0]]))),
+]
+
+
+def check_iou(fn: Callable) -> bool:
+    """Check a learner's ``iou(a, b) -> (N, M)`` against :func:`course_lib.ops.boxes.iou`."""
+    from course_lib.ops import boxes
+
+    return check_function(
+        fn, boxes.iou, IOU_CASES, name="iou",
+        hint="broadcast a[:, None, :] against b[None, :, :]; clip the intersection's height and "
+             "width at 0 before multiplying (disjoint boxes), and no +1 on sizes.",
+    )
+
+
+LEVEL_ANCHOR_CASES = [
+    Case("one square anchor per cell on an 8x8 image, stride 4", ((8, 8), 4.0, (1.0,), 4)),
+    Case("three ratios on a 16x8 image, stride 8: h = s / sqrt(r), w = s * sqrt(r)",
+         ((16, 8), 16.0, (0.5, 1.0, 2.0), 8)),
+    Case("an image size that is not a multiple of the stride (grid of ceil(H / stride))",
+         ((10, 7), 8.0, (1.0, 2.0), 4)),
+]
+
+
+def check_level_anchors(fn: Callable) -> bool:
+    """Check ``level_anchors(image_shape, scale, ratios, stride) -> (n, 4)`` against
+    :func:`course_lib.ops.anchors.level_anchors`."""
+    from course_lib.ops import anchors
+
+    return check_function(
+        fn, anchors.level_anchors, LEVEL_ANCHOR_CASES, name="level_anchors",
+        hint="centres are at (i + 0.5) * stride; loop order row, column, then ratio innermost; "
+             "the grid has ceil(H / stride) rows.",
+    )
+
+
+ENCODE_CASES = [
+    Case("a box equal to its anchor: all deltas 0",
+         (np.array([[0.0, 0.0, 10.0, 10.0]]), np.array([[0.0, 0.0, 10.0, 10.0]]))),
+    Case("shifted by 1 px down on a 10-px anchor: dy = 1 / 10 / 0.1 = 1",
+         (np.array([[1.0, 0.0, 11.0, 10.0]]), np.array([[0.0, 0.0, 10.0, 10.0]]))),
+    Case("twice as tall, half as wide: log dh = log 2 / 0.2",
+         (np.array([[-5.0, 2.5, 15.0, 7.5]]), np.array([[0.0, 0.0, 10.0, 10.0]]))),
+    Case("several rows at once",
+         (np.array([[2.0, 3.0, 30.0, 20.0], [0.0, 0.0, 4.0, 4.0]]),
+          np.array([[0.0, 0.0, 32.0, 16.0], [1.0, 1.0, 5.0, 9.0]]))),
+]
+
+
+def check_encode(fn: Callable) -> bool:
+    """Check ``encode(boxes, anchors) -> (N, 4)`` deltas against :func:`course_lib.ops.boxes.encode`."""
+    from course_lib.ops import boxes
+
+    return check_function(
+        fn, boxes.encode, ENCODE_CASES, name="encode",
+        hint="use centres (y1 + y2) / 2 and sizes y2 - y1; dy = (cy - acy) / ah; dh = log(h / ah); "
+             "then divide by (0.1, 0.1, 0.2, 0.2).",
+    )
+
+
+def _nms_scene(seed: int, n: int):
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(0, 60, (n, 2))
+    hw = rng.uniform(6, 30, (n, 2))
+    return np.concatenate([c - hw / 2, c + hw / 2], 1), rng.random(n)
+
+
+NMS_CASES = [
+    Case("three boxes: the middle-scored one overlaps the best by 90 / 110",
+         (np.array([[0.0, 0.0, 10.0, 10.0], [0.0, 1.0, 10.0, 11.0], [0.0, 20.0, 10.0, 30.0]]),
+          np.array([0.9, 0.8, 0.7]), 0.5)),
+    Case("IoU exactly at the threshold is kept (suppress only when IoU > threshold)",
+         (np.array([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 5.0]]), np.array([0.6, 0.9]), 0.5)),
+    Case("30 random boxes at threshold 0.3", (*_nms_scene(0, 30), 0.3)),
+    Case("no boxes at all", (np.zeros((0, 4)), np.zeros(0), 0.5)),
+]
+
+
+def check_nms(fn: Callable) -> bool:
+    """Check ``nms(boxes, scores, iou_threshold) -> indices`` against
+    :func:`course_lib.ops.nms.nms`."""
+    from course_lib.ops import nms
+
+    return check_function(
+        fn, lambda b, s, t: nms.nms(b, s, t), NMS_CASES, name="nms",
+        compare=lambda got, expected: exact(np.asarray(got, dtype=np.int64).reshape(-1),
+                                            expected),
+        hint="sort by score (highest first), keep the first, drop the rest whose IoU with it is "
+             "> threshold, repeat on what is left; return indices into the original boxes.",
+    )
+
+
+# 02 metrics: mask IoU, Kaggle run-length encoding, the DSB precision at one threshold ------
+
+
+def _two_squares(shift: int) -> tuple[np.ndarray, np.ndarray]:
+    a = np.zeros((10, 14), dtype=bool)
+    b = np.zeros((10, 14), dtype=bool)
+    a[2:8, 2:8] = True
+    b[2:8, 2 + shift:8 + shift] = True
+    return a, b
+
+
+MASK_IOU_CASES = [
+    Case("two 6x6 squares shifted by 3 columns: 18 / 54 = 1/3", _two_squares(3)),
+    Case("identical masks: 1.0", _two_squares(0)),
+    Case("disjoint masks: 0.0", _two_squares(7)),
+    Case("a small mask inside a big one (4 px in 36 px: 4/36)",
+         (_two_squares(0)[0], np.pad(np.ones((2, 2), bool), ((3, 5), (3, 9))))),
+    Case("two empty masks: nothing to compare, 0.0 by convention (no division by zero)",
+         (np.zeros((4, 4), bool), np.zeros((4, 4), bool))),
+]
+
+
+def check_mask_iou(fn: Callable) -> bool:
+    """Check ``mask_iou(a, b) -> float`` against :func:`course_lib.metrics.mask_iou`."""
+    from course_lib import metrics
+
+    return check_function(
+        fn, metrics.mask_iou, MASK_IOU_CASES, name="mask_iou",
+        hint="np.logical_and(a, b).sum() / np.logical_or(a, b).sum(), and return 0.0 when the "
+             "union is empty.",
+    )
+
+
+RLE_CASES = [
+    Case("the 3x3 mask of the chapter: '4 2 8 2'",
+         (np.array([[0, 1, 0], [0, 1, 1], [0, 0, 1]], dtype=bool),)),
+    Case("a 2x3 mask whose run crosses from one column into the next (H != W)",
+         (np.array([[1, 0, 1], [1, 1, 0]], dtype=bool),)),
+    Case("an empty mask encodes as the empty string", (np.zeros((4, 5), dtype=bool),)),
+    Case("a full 4x5 mask is one run: '1 20'", (np.ones((4, 5), dtype=bool),)),
+    Case("a random 6x9 mask", (np.random.default_rng(2).random((6, 9)) > 0.5,)),
+]
+
+
+def check_rle_encode(fn: Callable) -> bool:
+    """Check ``rle_encode(mask) -> str`` against :func:`course_lib.ops.masks.rle_encode`."""
+    from course_lib.ops import masks
+
+    return check_function(
+        fn, masks.rle_encode, RLE_CASES, name="rle_encode", compare=exact,
+        hint="number pixels column by column (mask.T.ravel() or mask.ravel(order='F')), "
+             "starting at 1; write each run as 'start length', separated by single spaces.",
+    )
+
+
+_IOU_2x3 = np.array([[0.9, 0.0, 0.0], [0.0, 0.55, 0.0]])
+
+PRECISION_AT_CASES = [
+    Case("2 true, 3 predicted, threshold 0.5: TP 2, FP 1, FN 0 -> 2/3", (_IOU_2x3, 0.5)),
+    Case("threshold 0.55: 0.55 is not *above* 0.55, so TP 1, FP 2, FN 1 -> 1/4",
+         (_IOU_2x3, 0.55)),
+    Case("a split nucleus: IoU 0.6 and 0.4 with two predictions at 0.5 -> 1/2",
+         (np.array([[0.6, 0.4]]), 0.5)),
+    Case("three true objects, no predictions (shape (3, 0)) -> 0.0", (np.zeros((3, 0)), 0.5)),
+    Case("nothing true and nothing predicted (shape (0, 0)) -> 1.0 by convention",
+         (np.zeros((0, 0)), 0.5)),
+]
+
+
+def check_precision_at(fn: Callable) -> bool:
+    """Check ``precision_at(iou, threshold) -> float`` against
+    :func:`course_lib.metrics.precision_at`."""
+    from course_lib import metrics
+
+    return check_function(
+        fn, lambda iou, t: metrics.precision_at(iou, t), PRECISION_AT_CASES,
+        name="precision_at",
+        hint="hits = iou > threshold (strictly); TP = hits.sum(), FP = number of columns "
+             "without a hit, FN = rows without one; return TP / (TP + FP + FN), and 1.0 when "
+             "that total is 0.",
+    )
+
+
+# 07 roi_pool_vs_roi_align: bilinear sampling of one point, RoIAlign of one box, FPN level ----
+
+_RAMP_4x4 = 10.0 * np.arange(4.0)[:, None] + np.arange(4.0)[None, :]   # value = 10*row + col
+_SQUARES_5x6 = np.arange(5.0)[:, None] ** 2 + 3.0 * np.arange(6.0)[None, :]
+
+BILINEAR_POINT_CASES = [
+    Case("a point between four cell centres of 10*row + col", (_RAMP_4x4, 1.25, 2.5)),
+    Case("a point exactly on a cell centre", (_RAMP_4x4, 2.0, 1.0)),
+    Case("a map that is not linear in the row (row**2 + 3*col)", (_SQUARES_5x6, 2.3, 4.6)),
+    Case("on the last row: both row neighbours are row H-1", (_RAMP_4x4, 3.0, 0.5)),
+    Case("in the band [-1, 0): clamped to row 0", (_RAMP_4x4, -0.5, 1.5)),
+    Case("beyond -1: reads 0", (_RAMP_4x4, -1.5, 1.0)),
+]
+
+
+def _bilinear_point_reference(features, y, x):
+    from course_lib.ops import roi
+
+    return float(roi.bilinear_sample(np.asarray(features)[..., None], y, x)[0])
+
+
+def check_bilinear_point(fn: Callable) -> bool:
+    """Check ``bilinear_point(features H×W, y, x) -> float`` against ``roi.bilinear_sample``."""
+    return check_function(
+        fn, _bilinear_point_reference, BILINEAR_POINT_CASES, name="bilinear_point",
+        hint="cell (i, j)'s centre is the point (i, j): y0 = floor(y), ly = y - y0, weights "
+             "(1-ly)(1-lx), (1-ly)lx, ly(1-lx), ly*lx. First: a point with y < -1 or y > H (or "
+             "x < -1 or x > W) is 0; otherwise clamp y into [0, H-1] and use min(y0 + 1, H-1).",
+    )
+
+
+ROI_ALIGN_BOX_CASES = [
+    Case("hand-worked: box (1, 1, 3, 3) px, stride 1, 2×2 bins, 2×2 samples -> [[11, 12], [21, 22]]",
+         (_RAMP_4x4, np.array([1.0, 1.0, 3.0, 3.0]), (2, 2), 1.0, 2)),
+    Case("stride 2 (spatial_scale 0.5), a 1×2 output, one sample per bin",
+         (_RAMP_4x4, np.array([0.0, 2.0, 4.0, 8.0]), (1, 2), 0.5, 1)),
+    Case("fractional box on a non-linear map, 3×2 output, 3×3 samples",
+         (_SQUARES_5x6, np.array([1.3, 0.7, 7.9, 9.2]), (3, 2), 0.5, 3)),
+    Case("a box hanging over the top edge: some samples clamp, some read 0",
+         (_RAMP_4x4, np.array([-2.0, 0.0, 0.0, 2.0]), (1, 1), 1.0, 2)),
+]
+
+
+def _roi_align_box_reference(features, box, output_size, spatial_scale, sampling_ratio):
+    from course_lib.ops import roi
+
+    out = roi.roi_align(np.asarray(features)[..., None], np.asarray(box)[None], output_size,
+                        spatial_scale, sampling_ratio, aligned=True)
+    return out[0, ..., 0]
+
+
+def check_roi_align_box(fn: Callable) -> bool:
+    """Check ``roi_align_box(features, box, output_size, spatial_scale, sampling_ratio)``."""
+    return check_function(
+        fn, _roi_align_box_reference, ROI_ALIGN_BOX_CASES, name="roi_align_box",
+        hint="start = y1 * spatial_scale - 0.5 (aligned), bin = (y2 - y1) * spatial_scale / h; "
+             "sample a of bin i sits at start + (i + (a + 0.5) / sampling_ratio) * bin; read each "
+             "point with your bilinear_point and average the sampling_ratio² points of a bin.",
+    )
+
+
+FPN_LEVEL_CASES = [
+    Case("a 224×224 box goes to P4", (np.array([[0.0, 0.0, 224.0, 224.0]]),)),
+    Case("112 -> P3, 448 -> P5, 112×448 (√(wh) = 224) -> P4",
+         (np.array([[0, 0, 112, 112], [0, 0, 448, 448], [10, 10, 122, 458]], float),)),
+    Case("just under 224 px stays on P3", (np.array([[0.0, 0.0, 223.0, 223.0]]),)),
+    Case("tiny and huge boxes are clamped to P2 and P5",
+         (np.array([[5, 5, 7, 8], [0, 0, 3000, 2000], [4, 4, 4, 9]], float),)),
+]
+
+
+def _fpn_level_reference(boxes):
+    from course_lib.ops import roi
+
+    return roi.fpn_level(boxes)
+
+
+def check_fpn_level(fn: Callable) -> bool:
+    """Check ``fpn_level(boxes) -> (N,) ints`` against ``roi.fpn_level`` (P2–P5)."""
+    return check_function(
+        fn, _fpn_level_reference, FPN_LEVEL_CASES, name="fpn_level",
+        compare=lambda got, exp: exact(np.asarray(got).astype(np.int64), exp),
+        hint="k = floor(4 + log2(sqrt(h * w) / 224)), then clip to [2, 5]; an empty box has "
+             "log2(0) = -inf, which the clip also handles (add a tiny 1e-6 inside the log so "
+             "224 lands on exactly 4).",
+    )

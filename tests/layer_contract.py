@@ -10,8 +10,9 @@ Taught in notebooks/06_anchors_and_rpn (the layers it checks); used by every lay
    over, returns the same outputs.
 2. *Output shapes*: equal ``expected_shapes`` when given, and equal ``compute_output_shape``
    when the layer defines it.
-3. *Training*: when the layer has trainable weights, one SGD step of a functional model built
-   around it (fixed batch shapes, so it is traced symbolically as in a real model) changes them.
+3. *Graph mode and training*: the layer runs inside a functional model built on ``keras.Input``
+   with fixed batch shapes (traced symbolically, as in a real model) with unchanged output
+   shapes; when it has trainable weights, one SGD step of that model changes them.
 """
 
 from __future__ import annotations
@@ -64,12 +65,13 @@ def check_layer_contract(layer: keras.layers.Layer, inputs, expected_shapes=None
     assert clone.get_config() == layer.get_config(), "config changed in the round trip"
     clone(inputs)  # build
     clone.set_weights(layer.get_weights())
-    for var_new, var_old in zip(clone.non_trainable_variables, layer.non_trainable_variables):
+    for var_new, var_old in zip(clone.non_trainable_variables, layer.non_trainable_variables,
+                                strict=True):
         var_new.assign(var_old)  # includes seed-generator state, so random layers match too
     again = [keras.ops.convert_to_numpy(o) for o in _flatten(layer(inputs))]
     cloned = [keras.ops.convert_to_numpy(o) for o in _flatten(clone(inputs))]
     assert len(cloned) == len(outputs)
-    for i, (a, b) in enumerate(zip(again, cloned)):
+    for i, (a, b) in enumerate(zip(again, cloned, strict=True)):
         assert a.shape == b.shape, f"output {i}: shape {b.shape} after round trip, {a.shape} before"
         np.testing.assert_allclose(b, a, atol=atol, err_msg=f"output {i} differs after round trip")
 
@@ -87,10 +89,14 @@ def check_layer_contract(layer: keras.layers.Layer, inputs, expected_shapes=None
         assert [tuple(s) for s in declared] == shapes, \
             f"compute_output_shape says {declared}, call gives {shapes}"
 
-    # 3. one training step
+    # 3. the layer works symbolically in a functional model (fixed shapes, graph mode) and
+    #    gives outputs of the same shapes; then one training step when it has weights
+    symbolic = _map(lambda a: keras.Input(batch_shape=a.shape, dtype=str(a.dtype)), inputs)
+    out = _flatten(layer(symbolic))
+    graph = keras.Model(symbolic, out)
+    graph_out = [keras.ops.convert_to_numpy(o) for o in _flatten(graph(inputs))]
+    assert [tuple(o.shape) for o in graph_out] == shapes, "functional model changes shapes"
     if train and layer.trainable_weights:
-        symbolic = _map(lambda a: keras.Input(batch_shape=a.shape, dtype=str(a.dtype)), inputs)
-        out = _flatten(layer(symbolic))
         float_out = [o for o in out if "float" in str(o.dtype)]
         model = keras.Model(symbolic, float_out)
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss=["mse"] * len(float_out))
@@ -100,6 +106,6 @@ def check_layer_contract(layer: keras.layers.Layer, inputs, expected_shapes=None
         loss = model.train_on_batch(inputs, targets)
         assert np.all(np.isfinite(loss)), f"training step gave a non-finite loss {loss}"
         after = layer.get_weights()
-        assert any(not np.allclose(a, b) for a, b in zip(before, after)), \
+        assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True)), \
             "one training step left every weight unchanged"
     return outputs

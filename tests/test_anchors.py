@@ -53,3 +53,15 @@ def test_bad_arguments_are_named():
         A.pyramid_anchors((64, 64), (32, 64), (1,), (4, 8, 16))
     with pytest.raises(ValueError, match="image_shape"):
         A.level_anchors((0, 64), 32, (1,), 4)
+
+
+def test_exercise_check_rejects_corner_aligned_anchors(capsys):
+    from course_lib import exercises
+
+    assert exercises.check_level_anchors(A.level_anchors)
+
+    def corner_aligned(image_shape, scale, ratios, stride):  # centres at i * stride, no + 0.5
+        return A.level_anchors(image_shape, scale, ratios, stride) - stride / 2
+
+    with pytest.raises(exercises.ExerciseFailed, match="case 1"):
+        exercises.check_level_anchors(corner_aligned)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-from hypothesis.extra.numpy import arrays
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keras import ops
 from keras.utils import bounding_boxes as kbb
 
@@ -129,9 +129,29 @@ def test_iou_symmetric_and_bounded(a, b):
     np.testing.assert_allclose(np.diag(B.iou(a, a)), 1.0)
 
 
+# sizes 4..200 keep every size ratio below decode's cap of 62.5x (MAX_LOG_SCALE)
+_box_capped = st.tuples(_coord, _coord, st.floats(4, 200, width=32), st.floats(4, 200, width=32)) \
+    .map(lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(_box, min_size=1, max_size=6), st.lists(_box, min_size=6, max_size=6))
+@given(st.lists(_box_capped, min_size=1, max_size=6),
+       st.lists(_box_capped, min_size=6, max_size=6))
 def test_decode_inverts_encode(boxes, anchors):
     boxes, anchors = np.array(boxes), np.array(anchors)[: len(boxes)]
     np.testing.assert_allclose(B.decode(B.encode(boxes, anchors), anchors), boxes,
                                rtol=1e-9, atol=1e-9)
+
+
+def test_exercise_checks_accept_references_and_reject_plus_one(capsys):
+    from course_lib import exercises
+
+    assert exercises.check_iou(B.iou) and exercises.check_encode(B.encode)
+
+    def iou_plus_one(a, b):  # inclusive-pixel sizes: the classic mistake
+        return B.iou(a + np.array([0, 0, 1, 1]), b + np.array([0, 0, 1, 1]))
+
+    with pytest.raises(exercises.ExerciseFailed, match="case 1"):
+        exercises.check_iou(iou_plus_one)
+    with pytest.raises(exercises.ExerciseFailed):
+        exercises.check_encode(lambda b, a: B.encode(b, a, std=(1, 1, 1, 1)))

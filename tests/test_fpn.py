@@ -84,3 +84,15 @@ def test_bad_backbone_arguments():
         fpn.build_backbone("light", (100, 128, 3))
     with pytest.raises(ValueError, match="not known"):
         fpn.build_backbone("vgg16", (128, 128, 3))
+
+
+def test_light_fpn_layer_contract():
+    """The shared contract (tests/layer_contract.py) on the whole light backbone + FPN."""
+    from layer_contract import check_layer_contract
+
+    # default light filters: TensorFlow's oneDNN CPU kernels crash (heap corruption) on the
+    # gradient of a strided 1x1 conv with only 4-8 channels at batch size 1, not with these
+    model = fpn.build_backbone("light", (64, 64, 3), channels=8)
+    x = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype("float32")
+    check_layer_contract(model, x, expected_shapes=[(1, 16, 16, 8), (1, 8, 8, 8), (1, 4, 4, 8),
+                                                    (1, 2, 2, 8), (1, 1, 1, 8)])

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keras import ops
 
 from course_lib.ops import nms as N
@@ -27,7 +28,9 @@ def test_hand_worked():
     # best is box 3 (0.95); box 0 has IoU 50/100 = 0.5 with it -> kept at threshold 0.5 (not >);
     # box 1 has IoU 90/110 > 0.5 with box 0 -> dropped; box 2 overlaps nobody -> kept.
     np.testing.assert_array_equal(N.nms(boxes, scores, 0.5), [3, 0, 2])
-    np.testing.assert_array_equal(N.nms(boxes, scores, 0.49), [3, 2])
+    # at 0.49 box 0 goes (0.5 > 0.49), so box 1 survives: its IoU with box 3 is
+    # [0,10)x[1,5) = 40 over 50 + 100 - 40 = 110, i.e. 0.36.
+    np.testing.assert_array_equal(N.nms(boxes, scores, 0.49), [3, 1, 2])
     np.testing.assert_array_equal(N.nms(boxes, scores, 0.5, max_output=2), [3, 0])
     assert N.nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
 
@@ -86,3 +89,32 @@ def test_nms_invariants(seed, threshold, n):
     if len(dropped):
         over = iou(boxes[dropped], boxes[keep]) > threshold
         assert np.all(over.any(axis=1))
+
+
+def test_exercise_check_accepts_reference_and_rejects_non_strict_threshold(capsys):
+    from course_lib import exercises
+
+    assert exercises.check_nms(lambda b, s, t: N.nms(b, s, t))
+
+    def suppress_at_threshold(boxes, scores, t):  # uses >= instead of >
+        order, keep = list(np.argsort(-np.asarray(scores), kind="stable")), []
+        while order:
+            best, order = order[0], order[1:]
+            keep.append(best)
+            order = [i for i in order if iou(boxes[[best]], boxes[[i]])[0, 0] < t]
+        return np.array(keep, dtype=int)
+
+    with pytest.raises(exercises.ExerciseFailed, match="case 2"):
+        exercises.check_nms(suppress_at_threshold)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.2, 0.8), st.integers(1, 25))
+def test_padded_twin_equals_reference_property(seed, threshold, n):
+    boxes, scores = _scene(seed, n=n, size=60.0)
+    ref = N.nms(boxes, scores, threshold)
+    kept, count = N.padded_nms(boxes, scores, max_output=n, iou_threshold=threshold)
+    kept = ops.convert_to_numpy(kept)
+    assert int(ops.convert_to_numpy(count)) == len(ref)
+    np.testing.assert_array_equal(kept[: len(ref)], ref)
+    np.testing.assert_array_equal(kept[len(ref):], -1)

@@ -133,3 +133,13 @@ def test_depth_errors():
         resnet.resnet(34)
     with pytest.raises(ValueError, match="not a ResNet"):
         resnet.load_imagenet_weights(resnet.light_resnet())
+
+
+def test_light_resnet_layer_contract():
+    """The shared contract (tests/layer_contract.py): round trip, shapes, one training step."""
+    from layer_contract import check_layer_contract
+
+    model = resnet.light_resnet((32, 32, 3), filters=(4, 8, 8, 16), freeze_bn=True)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    check_layer_contract(model, x, expected_shapes=[(2, 8, 8, 4), (2, 4, 4, 8), (2, 2, 2, 8),
+                                                    (2, 1, 1, 16)])

@@ -33,7 +33,7 @@ def test_sliders_change_the_map_as_the_formula_says():
     # gap pixel (15, 16): 2 px from column 14 and 2 px from column 18 -> 10·exp(-(2+2)²/50)
     assert first[15, 16] - wc[15, 16] == pytest.approx(10 * np.exp(-16 / 50), rel=1e-5)
     w.controls["w0"].value = 20.0           # border term doubles
-    np.testing.assert_allclose(w.result["weight_map"] - wc, 2 * (first - wc), rtol=1e-5)
+    np.testing.assert_allclose(w.result["weight_map"] - wc, 2 * (first - wc), rtol=1e-5, atol=1e-5)
     w.controls["sigma"].value = 2.0         # narrower: 20·exp(-16/(2·4)) = 20·exp(-2)
     assert w.result["weight_map"][15, 16] - wc[15, 16] == pytest.approx(
         20 * np.exp(-2), rel=1e-5)

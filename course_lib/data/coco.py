@@ -1,0 +1,327 @@
+"""COCO-json instance datasets, and the contract for bringing your own data.
+
+Taught in notebooks/12_train_voc (the VOC subset in COCO format) and 01_data_tour.
+
+A COCO instance-segmentation json lists ``images`` (id, file_name, height, width),
+``categories`` (id, name) and ``annotations`` (image_id, category_id, segmentation as polygons or
+RLE, bbox ``[x, y, w, h]``, iscrowd). :func:`load_coco` indexes one with
+``pycocotools.coco.COCO``; :func:`load_sample` decodes one image's annotations into the course's
+arrays through ``COCO.annToMask`` (which handles polygons, RLE and uncompressed RLE).
+
+Category ids in a COCO file need not be consecutive (COCO's own run 1..90 with gaps); models want
+class ids 1..K with 0 for the background, so :func:`category_mapping` maps the sorted category
+ids to 1..K.
+
+Bring your own data
+-------------------
+Everything downstream (augmentation, batching, training, metrics) consumes *samples*::
+
+    image      H x W x 3 uint8 RGB
+    masks      H x W x N bool, one instance per channel (N may be 0)
+    class_ids  (N,) int32, 1..K (0 is reserved for the background)
+
+through a *sample provider*: any object with ``len(provider)``, ``provider.load(i) -> (image,
+masks, class_ids)`` and ``provider.name(i) -> str``. :func:`check_sample` validates a sample
+against the contract with an error that names the sample. Ready-made providers:
+
+- :class:`CocoSamples` - a COCO json plus its image folder (polygons or RLE);
+- :class:`course_lib.data.voc.VocSamples` - a Pascal VOC 2012 folder;
+- :class:`DsbFolderSamples` - a folder in the DSB2018 layout, ``<root>/<id>/images/<id>.png``
+  and ``<root>/<id>/masks/*.png`` (one binary mask per instance, all class 1);
+- :class:`LabelFolderSamples` - ``images/<name>.png`` beside ``labels/<name>.png`` where each
+  label image numbers the instances 1..N (0 background), all class 1.
+
+:func:`open_dataset` picks the right one for a path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io as _io
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from course_lib.data import io
+
+log = logging.getLogger(__name__)
+
+
+def load_coco(annotations: str | Path | dict):
+    """A ``pycocotools.coco.COCO`` index of a json file path or an already loaded dict.
+
+    pycocotools' progress prints are silenced. A dict is not copied; don't change it afterwards.
+
+    Taught in notebooks/12_train_voc.
+    """
+    from pycocotools.coco import COCO
+
+    if isinstance(annotations, dict):
+        missing = [k for k in ("images", "annotations", "categories") if k not in annotations]
+        if missing:
+            raise ValueError(f"COCO dict lacks the keys {missing}; an instance-segmentation json "
+                             "needs images, annotations and categories.")
+        coco = COCO()
+        coco.dataset = annotations
+        with contextlib.redirect_stdout(_io.StringIO()):
+            coco.createIndex()
+        return coco
+    path = Path(annotations)
+    if not path.is_file():
+        raise FileNotFoundError(f"COCO annotation file {path} does not exist.")
+    try:
+        with contextlib.redirect_stdout(_io.StringIO()):
+            return COCO(str(path))
+    except ValueError as err:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path} is not valid json: {err}") from err
+
+
+def category_mapping(coco) -> tuple[dict[int, int], list[str]]:
+    """Map COCO category ids (sorted) to contiguous class ids 1..K.
+
+    Returns:
+        ``(mapping, class_names)``: ``{category_id: class_id}`` and the names by class id,
+        ``class_names[0] == "background"``.
+
+    Taught in notebooks/12_train_voc.
+    """
+    cat_ids = sorted(coco.getCatIds())
+    mapping = {cid: i + 1 for i, cid in enumerate(cat_ids)}
+    names = ["background"] + [coco.loadCats(cid)[0]["name"] for cid in cat_ids]
+    return mapping, names
+
+
+def load_sample(coco, image_id: int, image_dir: str | Path,
+                mapping: dict[int, int] | None = None, include_crowd: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image of a COCO dataset with its instances.
+
+    Args:
+        coco: a ``COCO`` index (:func:`load_coco`).
+        image_id: the COCO image id.
+        image_dir: folder holding the images' ``file_name``.
+        mapping: category id -> class id; default :func:`category_mapping` (contiguous 1..K).
+            Pass ``{c: c for c in coco.getCatIds()}`` to keep the json's ids.
+        include_crowd: keep ``iscrowd=1`` annotations (regions of many objects; usually left out
+            of training).
+
+    Returns:
+        ``(image, masks, class_ids)``: ``H x W x 3`` uint8, ``H x W x N`` bool, ``(N,)`` int32.
+        Annotations whose mask is empty are skipped with a logged warning.
+
+    Taught in notebooks/12_train_voc.
+    """
+    if image_id not in coco.imgs:
+        raise KeyError(f"image id {image_id} is not in the COCO index "
+                       f"({len(coco.imgs)} images; ids like {list(coco.imgs)[:3]})")
+    if mapping is None:
+        mapping, _ = category_mapping(coco)
+    info = coco.imgs[image_id]
+    image = io.read_image(Path(image_dir) / info["file_name"])
+    h, w = int(info["height"]), int(info["width"])
+    if image.shape[:2] != (h, w):
+        raise ValueError(f"{Path(image_dir) / info['file_name']} is {image.shape[:2]} but the "
+                         f"json says {(h, w)}; the json and the images do not belong together.")
+    masks, class_ids = [], []
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
+        if ann.get("iscrowd", 0) and not include_crowd:
+            continue
+        if ann["category_id"] not in mapping:
+            continue
+        mask = coco.annToMask(ann).astype(bool)
+        if not mask.any():
+            log.warning("%s: annotation %s has an empty mask; skipped", info["file_name"],
+                        ann.get("id"))
+            continue
+        masks.append(mask)
+        class_ids.append(mapping[ann["category_id"]])
+    if not masks:
+        return image, np.zeros((h, w, 0), bool), np.zeros(0, np.int32)
+    return image, np.stack(masks, axis=-1), np.asarray(class_ids, np.int32)
+
+
+def check_sample(image: np.ndarray, masks: np.ndarray, class_ids: np.ndarray,
+                 source: str = "sample") -> None:
+    """Raise ``ValueError`` naming ``source`` unless the sample follows the data contract.
+
+    The contract: image ``H x W x 3`` uint8; masks ``H x W x N`` bool with the image's H and W;
+    class_ids ``(N,)`` integers >= 1.
+
+    Taught in notebooks/12_train_voc.
+    """
+    image, masks, class_ids = np.asarray(image), np.asarray(masks), np.asarray(class_ids)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{source}: image must be H x W x 3 uint8, got {image.shape} "
+                         f"{image.dtype}; read it with course_lib.data.io.read_image.")
+    if masks.ndim != 3 or masks.dtype != bool or masks.shape[:2] != image.shape[:2]:
+        raise ValueError(f"{source}: masks must be H x W x N bool matching the image "
+                         f"{image.shape[:2]}, got {masks.shape} {masks.dtype}.")
+    if class_ids.ndim != 1 or class_ids.shape[0] != masks.shape[-1] or (
+            class_ids.size and not np.issubdtype(class_ids.dtype, np.integer)):
+        raise ValueError(f"{source}: class_ids must be ({masks.shape[-1]},) integers, one per "
+                         f"mask; got {class_ids.shape} {class_ids.dtype}.")
+    if class_ids.size and class_ids.min() < 1:
+        raise ValueError(f"{source}: class ids must be >= 1 (0 is the background); "
+                         f"got {class_ids.min()}.")
+
+
+class CocoSamples:
+    """Sample provider over a COCO json and its image folder.
+
+    Args:
+        annotations: json path or dict.
+        image_dir: folder of the images (default: the json's folder, or its ``images``
+            sub-folder when that exists).
+        image_ids: a subset of COCO image ids (default: all, sorted).
+        include_crowd: see :func:`load_sample`.
+
+    ``provider.class_names`` lists names by contiguous class id (0 = background).
+
+    Taught in notebooks/12_train_voc.
+    """
+
+    def __init__(self, annotations: str | Path | dict, image_dir: str | Path | None = None,
+                 image_ids: Sequence[int] | None = None, include_crowd: bool = False):
+        self.coco = load_coco(annotations)
+        if image_dir is None:
+            if isinstance(annotations, dict):
+                raise ValueError("CocoSamples: pass image_dir when annotations is a dict.")
+            base = Path(annotations).parent
+            image_dir = base / "images" if (base / "images").is_dir() else base
+        self.image_dir = Path(image_dir)
+        self.ids = sorted(self.coco.getImgIds()) if image_ids is None else list(image_ids)
+        self.mapping, self.class_names = category_mapping(self.coco)
+        self.include_crowd = include_crowd
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def name(self, index: int) -> str:
+        return str(self.coco.imgs[self.ids[index]]["file_name"])
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return load_sample(self.coco, self.ids[index], self.image_dir, self.mapping,
+                           self.include_crowd)
+
+
+class DsbFolderSamples:
+    """Sample provider over a DSB2018-layout folder (``<root>/<id>/images``, ``masks``).
+
+    Uses :func:`course_lib.data.nuclei.load_sample` (its repair options pass through
+    ``**options``); every instance gets class 1. ``sample_dirs`` may be given instead of
+    ``root`` (e.g. one split of :func:`course_lib.data.nuclei.split_samples`).
+
+    Taught in notebooks/12_train_voc.
+    """
+
+    def __init__(self, root: str | Path | None = None,
+                 sample_dirs: Sequence[str | Path] | None = None, **options):
+        from course_lib.data import nuclei
+
+        if sample_dirs is None:
+            if root is None:
+                raise ValueError("DsbFolderSamples: pass root or sample_dirs")
+            sample_dirs = nuclei.index_samples(root)
+        self.samples = [Path(p) for p in sample_dirs]
+        self.options = options
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def name(self, index: int) -> str:
+        return self.samples[index].name
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from course_lib.data import nuclei
+
+        image, masks = nuclei.load_sample(self.samples[index], **self.options)
+        return image, masks, np.ones(masks.shape[-1], np.int32)
+
+
+class LabelFolderSamples:
+    """Sample provider over ``images/<name>.<ext>`` and ``labels/<name>.png`` label images.
+
+    A label image holds one integer per instance (0 background, any positive ids; 8- or 16-bit
+    PNG or TIFF). Every instance gets class 1. Images without a label file are skipped, counted
+    and logged.
+
+    Taught in notebooks/12_train_voc.
+    """
+
+    IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+    def __init__(self, root: str | Path, images: str = "images", labels: str = "labels"):
+        root = Path(root)
+        self.image_dir, self.label_dir = root / images, root / labels
+        for d in (self.image_dir, self.label_dir):
+            if not d.is_dir():
+                raise FileNotFoundError(f"{d} does not exist; LabelFolderSamples expects "
+                                        f"{root}/{images}/ and {root}/{labels}/ folders.")
+        self.pairs: list[tuple[Path, Path]] = []
+        skipped = []
+        for p in sorted(self.image_dir.iterdir()):
+            if p.suffix.lower() not in self.IMAGE_SUFFIXES:
+                continue
+            found = [self.label_dir / (p.stem + s) for s in (".png", ".tif", ".tiff")]
+            found = [f for f in found if f.is_file()]
+            if found:
+                self.pairs.append((p, found[0]))
+            else:
+                skipped.append(p.name)
+        if skipped:
+            log.warning("%s: %d images have no label file in %s and are skipped: %s", root,
+                        len(skipped), self.label_dir, ", ".join(skipped[:5]))
+        self.skipped = skipped
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def name(self, index: int) -> str:
+        return self.pairs[index][0].stem
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from course_lib.ops.masks import labels_to_masks
+
+        image_path, label_path = self.pairs[index]
+        image = io.read_image(image_path)
+        labels = io.read_array(label_path)
+        if labels.ndim == 3:  # an RGB(A) label file: take the first channel
+            labels = labels[..., 0]
+        if labels.shape != image.shape[:2]:
+            raise ValueError(f"{label_path} is {labels.shape} but {image_path} is "
+                             f"{image.shape[:2]}; the label image must match its image.")
+        masks = labels_to_masks(labels)
+        return image, masks, np.ones(masks.shape[-1], np.int32)
+
+
+def open_dataset(path: str | Path, image_dir: str | Path | None = None, split: str = "train"):
+    """The sample provider for ``path``, chosen by what is there.
+
+    - a ``.json`` file: :class:`CocoSamples` (``image_dir`` as there);
+    - a folder with ``JPEGImages`` (or ``VOC2012``/``VOCdevkit``): ``VocSamples`` of ``split``;
+    - a folder with ``images/`` and ``labels/``: :class:`LabelFolderSamples`;
+    - otherwise a DSB-layout folder: :class:`DsbFolderSamples`.
+
+    Taught in notebooks/12_train_voc.
+    """
+    from course_lib.data import voc
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return CocoSamples(path, image_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is neither a COCO .json file nor a folder.")
+    try:
+        return voc.VocSamples(path, split)
+    except FileNotFoundError:
+        pass
+    if (path / "images").is_dir() and (path / "labels").is_dir():
+        return LabelFolderSamples(path)
+    provider = DsbFolderSamples(path)
+    if len(provider) == 0:
+        raise FileNotFoundError(
+            f"{path}: no samples found. Expected a COCO json, a VOC folder, images/ + labels/, or "
+            "DSB-style <id>/images/<id>.png with <id>/masks/*.png (see course_lib.data.coco).")
+    return provider

@@ -1,0 +1,245 @@
+"""Tests of course_lib.data.download against a local HTTP server (127.0.0.1, in a thread) that
+honours Range requests and can cut a transfer short, and against hostile archives built here.
+
+Oracles: hashlib's SHA-256 of the served bytes, the server's own log of what it sent, and
+the archive members we wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from course_lib.data import download as dl
+
+PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes, crosses the 1 MiB chunk
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        server = self.server
+        data = server.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        start = 0
+        rng = self.headers.get("Range")
+        server.log.append((self.path, rng))
+        if rng and server.honour_range:
+            start = int(rng.split("=")[1].split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if server.cut_after is not None:  # announce everything, send part, hang up
+            self.wfile.write(body[: server.cut_after])
+            self.wfile.flush()
+            server.cut_after = None
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+        server.sent += len(body)
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.files = {"/data.bin": PAYLOAD}
+    httpd.log, httpd.sent, httpd.cut_after, httpd.honour_range = [], 0, None, True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def test_full_download_verified(server, tmp_path):
+    dest = dl.download(server.url + "/data.bin", tmp_path / "data.bin", sha256=SHA.upper(),
+                       progress=False)
+    assert dest.read_bytes() == PAYLOAD and not (tmp_path / "data.bin.part").exists()
+    # already there and matching: no second request
+    dl.download(server.url + "/data.bin", dest, sha256=SHA, progress=False)
+    assert len(server.log) == 1
+
+
+def test_interrupted_then_resumed(server, tmp_path):
+    server.cut_after = 300_000
+    dest = tmp_path / "data.bin"
+    with pytest.raises(dl.DownloadError, match="resume"):
+        dl.download(server.url + "/data.bin", dest, sha256=SHA, progress=False)
+    part = tmp_path / "data.bin.part"
+    assert part.stat().st_size == 300_000 and not dest.exists()
+    dl.download(server.url + "/data.bin", dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.log[-1] == ("/data.bin", "bytes=300000-")
+    assert server.sent == len(PAYLOAD) - 300_000  # only the rest was sent again
+
+
+def test_server_ignoring_range_restarts(server, tmp_path):
+    (tmp_path / "data.bin.part").write_bytes(b"x" * 1000)  # junk from some older attempt
+    server.honour_range = False
+    dest = dl.download(server.url + "/data.bin", tmp_path / "data.bin", sha256=SHA,
+                       progress=False)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_wrong_checksum_deletes_and_explains(server, tmp_path):
+    with pytest.raises(dl.ChecksumError, match="expected 0000") as info:
+        dl.download(server.url + "/data.bin", tmp_path / "data.bin", sha256="0" * 64,
+                    progress=False)
+    assert SHA in str(info.value)
+    assert not (tmp_path / "data.bin").exists() and not (tmp_path / "data.bin.part").exists()
+
+
+def test_http_error_is_clear(server, tmp_path):
+    with pytest.raises(dl.DownloadError, match="HTTP 404"):
+        dl.download(server.url + "/missing.zip", tmp_path / "m.zip", progress=False)
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_fetch_trust_on_first_use(server, tmp_path):
+    server.files["/set.zip"] = _zip_bytes({"a/images/a.png": b"png", "a/masks/m.png": b"m"})
+    sources = {"toy": (dl.Source(server.url + "/set.zip", "set.zip", "toy/stage1_train"),)}
+    out = dl.fetch("toy", root=tmp_path, progress=False, sources=sources)
+    assert (out[0] / "a" / "images" / "a.png").read_bytes() == b"png"
+    book = json.loads((tmp_path / "downloads" / "checksums.json").read_text())
+    assert book["set.zip"] == hashlib.sha256(server.files["/set.zip"]).hexdigest()
+    # the provider's file changes: the recorded checksum catches it on the next download
+    (tmp_path / "downloads" / "set.zip").unlink()
+    server.files["/set.zip"] = _zip_bytes({"a/images/a.png": b"evil"})
+    with pytest.raises(dl.ChecksumError):
+        dl.fetch("toy", root=tmp_path, progress=False, sources=sources)
+
+
+# --- archives ------------------------------------------------------------------------------
+
+def _tar(path, add):
+    with tarfile.open(path, "w") as tf:
+        add(tf)
+    return path
+
+
+def _add_file(tf, name, data=b"x"):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tf.addfile(info, io.BytesIO(data))
+
+
+def test_extract_good_zip_and_tar(tmp_path):
+    z = tmp_path / "ok.zip"
+    z.write_bytes(_zip_bytes({"d/f.txt": b"hello", "d/sub/g.txt": b"g"}))
+    dl.extract(z, tmp_path / "outz")
+    assert (tmp_path / "outz" / "d" / "sub" / "g.txt").read_bytes() == b"g"
+    t = _tar(tmp_path / "ok.tar", lambda tf: _add_file(tf, "VOCdevkit/VOC2012/x.txt", b"v"))
+    dl.extract(t, tmp_path / "outt")
+    assert (tmp_path / "outt" / "VOCdevkit" / "VOC2012" / "x.txt").read_bytes() == b"v"
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("../escape.txt", "'..'"),
+    ("ok/../../escape.txt", "'..'"),
+    ("/etc/passwd_copy", "absolute"),
+])
+def test_hostile_paths_refused(tmp_path, name, reason):
+    for kind in ("zip", "tar"):
+        archive = tmp_path / f"bad.{kind}"
+        if kind == "zip":
+            archive.write_bytes(_zip_bytes({"fine.txt": b"1", name: b"2"}))
+        else:
+            def add(tf, name=name):
+                _add_file(tf, "fine.txt")
+                _add_file(tf, name)
+            _tar(archive, add)
+        target = tmp_path / f"out_{kind}"
+        with pytest.raises(dl.UnsafeArchiveError, match=reason) as info:
+            dl.extract(archive, target)
+        assert name in str(info.value)
+        assert not (target / "fine.txt").exists(), "nothing is extracted from a hostile archive"
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_links_refused(tmp_path):
+    def symlink(tf):
+        info = tarfile.TarInfo("link")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+
+    def hardlink(tf):
+        _add_file(tf, "a.txt")
+        info = tarfile.TarInfo("b.txt")
+        info.type, info.linkname = tarfile.LNKTYPE, "a.txt"
+        tf.addfile(info)
+
+    with pytest.raises(dl.UnsafeArchiveError, match="symbolic link"):
+        dl.extract(_tar(tmp_path / "s.tar", symlink), tmp_path / "o1")
+    with pytest.raises(dl.UnsafeArchiveError, match="hard link"):
+        dl.extract(_tar(tmp_path / "h.tar", hardlink), tmp_path / "o2")
+    # a zip member marked as a symlink in its Unix mode bits
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo("zlink")
+        info.external_attr = (0o120777 << 16)
+        zf.writestr(info, "/etc/passwd")
+    (tmp_path / "l.zip").write_bytes(buf.getvalue())
+    with pytest.raises(dl.UnsafeArchiveError, match="symbolic link"):
+        dl.extract(tmp_path / "l.zip", tmp_path / "o3")
+
+
+def test_not_an_archive(tmp_path):
+    (tmp_path / "x.bin").write_bytes(b"plain bytes")
+    with pytest.raises(ValueError, match="neither a zip nor a tar"):
+        dl.extract(tmp_path / "x.bin", tmp_path / "o")
+
+
+def test_sources_table_is_well_formed():
+    for name, sources in dl.SOURCES.items():
+        for src in sources:
+            assert src.url.startswith(("http://", "https://")) and src.url.endswith(src.filename)
+            assert src.sha256 is None or len(src.sha256) == 64, name
+
+
+def test_cli_rejects_malformed_checksum(capsys):
+    with pytest.raises(SystemExit):
+        dl.main(["dsb2018", "--sha256", "stage1_train.zip"])
+    assert "FILE=HEX" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        dl.main(["imagenet"])
+
+
+def test_complete_part_file_is_finished_not_refetched(server, tmp_path):
+    # an earlier run received every byte but stopped before renaming: the server answers the
+    # Range request with 416 (nothing left), and the .part is verified and renamed
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD)
+    dest = dl.download(server.url + "/data.bin", tmp_path / "data.bin", sha256=SHA,
+                       progress=False)
+    assert dest.read_bytes() == PAYLOAD and server.sent == 0
+    assert server.log == [("/data.bin", f"bytes={len(PAYLOAD)}-")]

@@ -1,0 +1,49 @@
+"""Tests of course_lib.data.prepare with COURSE_DATA pointed at a private tmp folder.
+
+Oracle: what config.dataset_status() (written independently by the lead) sees afterwards, and
+the files on disk.
+"""
+
+from __future__ import annotations
+
+from course_lib import config
+from course_lib.data import prepare
+from course_lib.data.nuclei import index_samples
+
+
+def test_synthetic_nuclei_generated_once(data_root, monkeypatch):
+    assert config.dataset_status()["nuclei"][0] == "missing"
+    path, source = prepare.ensure_nuclei(n_images=3, seed=1, size=48)
+    assert source == "synthetic"
+    assert path == data_root / "synthetic" / "nuclei" / "stage1_train"
+    assert len(index_samples(path)) == 3
+    assert config.dataset_status()["nuclei"] == ("synthetic", path)
+    # a second call reuses the set instead of regenerating it
+    stamp = {p: p.stat().st_mtime_ns for p in path.rglob("*.png")}
+    again, _ = prepare.ensure_nuclei(n_images=5)
+    assert again == path and {p: p.stat().st_mtime_ns for p in path.rglob("*.png")} == stamp
+
+
+def test_default_size_comes_from_the_mode(data_root, monkeypatch):
+    monkeypatch.setenv("COURSE_MODE", "quick")
+    path, _ = prepare.ensure_nuclei(size=32)
+    assert len(index_samples(path)) == config.QUICK.n_synthetic_images
+
+
+def test_real_data_wins(data_root):
+    real = data_root / "dsb2018" / "stage1_train" / "abc" / "images"
+    real.mkdir(parents=True)
+    (real / "abc.png").write_bytes(b"")
+    path, source = prepare.ensure_nuclei(n_images=2)
+    assert source == "real" and path == data_root / "dsb2018" / "stage1_train"
+    assert not (data_root / "synthetic").exists()
+
+
+def test_voc_and_main(data_root, capsys):
+    path, source = prepare.ensure_voc(n_images=2, seed=0)
+    assert source == "synthetic" and path == data_root / "synthetic" / "voc" / "VOC2012"
+    assert config.dataset_status()["voc"] == ("synthetic", path)
+    assert len(list((path / "JPEGImages").iterdir())) == 2
+    assert prepare.main(["--n-images", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "nuclei: generated synthetic" in out and "voc: found synthetic" in out
