@@ -1,14 +1,14 @@
 """Benchmark: how fast each chapter's explorer answers a slider move in a real JupyterLab.
 
-For each notebook that exists (00 start_here, 03 convolution, 06 anchors_and_rpn,
-07 roi_pool_vs_roi_align, 10 unet by default), a private JupyterLab (this venv's) and a headless
-Chromium (Playwright, /usr/bin/chromium) open it, Run → Run All Cells, then for every explorer
-on the page (a cell output holding a widget Output) focus its FIRST slider and press an arrow
-key ``--presses`` times (an explorer without a slider: pick the next option of its first
-dropdown). Each press is timed in the page with performance.now():
-key press -> the explorer's output area stops changing (kernel idle again). That is the whole
-round trip a learner feels: browser -> comm message -> kernel render (NumPy, matplotlib, PNG)
--> output message -> DOM.
+For each notebook given (default: every notebook in notebooks/ that shows an explorer: 00
+start_here, 03 convolution, 06 anchors_and_rpn, 07 roi_pool_vs_roi_align, 10 unet, ...), a
+private JupyterLab (this venv's) and a headless Chromium (Playwright, /usr/bin/chromium) open
+it, Run → Run All Cells, then for every explorer on the page (a cell output holding a widget
+Output) focus its FIRST slider and press an arrow key ``--presses`` times (an explorer without
+a slider: pick the next option of its first dropdown). Each change is timed in the page with
+performance.now(): key press -> the explorer's output area stops changing (kernel idle again).
+That is the whole round trip a learner feels: browser -> comm message -> kernel render
+(NumPy, matplotlib, PNG) -> output message -> DOM.
 
 Reference in the same run: the widget check of 00_start_here (prints one line, no figure), i.e.
 the round-trip floor of this machine; every explorer's median is printed as a ratio to it.
@@ -46,8 +46,12 @@ from tests.browser_harness import (  # noqa: E402
     select_and_time,
 )
 
-DEFAULT_NOTEBOOKS = ["00_start_here.ipynb", "03_convolution.ipynb", "06_anchors_and_rpn.ipynb",
-                     "07_roi_pool_vs_roi_align.ipynb", "10_unet.ipynb"]
+
+def default_notebooks() -> list[str]:
+    """Every notebook in notebooks/ that shows an explorer (its source mentions one)."""
+    return [nb.name for nb in sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+            if "explorer" in nb.read_text() or "widget_check" in nb.read_text()]
+
 
 # Top-level cell outputs (not the output areas nested inside a widget Output).
 CELL_OUTPUTS = ".jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output"
@@ -114,7 +118,7 @@ def measure_notebook(page, lab, name: str, presses: int) -> list[dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("notebooks", nargs="*", default=DEFAULT_NOTEBOOKS)
+    parser.add_argument("notebooks", nargs="*", help="default: every notebook with an explorer")
     parser.add_argument("--presses", type=int, default=5)
     args = parser.parse_args()
     why = missing_browser_tools()
@@ -123,6 +127,7 @@ def main() -> int:
         return 2
     from playwright.sync_api import sync_playwright
 
+    args.notebooks = args.notebooks or default_notebooks()
     present = [n for n in args.notebooks if (REPO_ROOT / "notebooks" / n).exists()]
     for n in sorted(set(args.notebooks) - set(present)):
         print(f"{n}: not in notebooks/ yet, skipped")

@@ -449,3 +449,310 @@ def check_fpn_level(fn: Callable) -> bool:
              "log2(0) = -inf, which the clip also handles (add a tiny 1e-6 inside the log so "
              "224 lands on exactly 4).",
     )
+
+
+# 10 unet: the border weight map, the valid output size, centre crop ----------------------
+
+def _two_bar_labels(gap: int = 3) -> np.ndarray:
+    """Two 2-px-wide nuclei with ``gap`` background columns between them (hand-worked case)."""
+    labels = np.zeros((9, 8 + gap + 4), np.int32)
+    labels[2:7, 4:6] = 1
+    labels[2:7, 6 + gap:8 + gap] = 2
+    return labels
+
+
+def _three_nuclei_labels() -> np.ndarray:
+    labels = np.zeros((30, 40), np.int32)
+    labels[5:12, 5:14] = 1
+    labels[5:12, 17:25] = 2      # 3-px gap to nucleus 1
+    labels[15:24, 10:22] = 3     # below both, 3 px away
+    return labels
+
+
+def _single_nucleus_labels() -> np.ndarray:
+    labels = np.zeros((12, 12), np.int32)
+    labels[3:8, 4:9] = 5         # one nucleus, id 5: no second-nearest, no border term
+    return labels
+
+
+WEIGHT_MAP_CASES = [
+    Case("two bars with a 3-px gap, w0 = 10, σ = 5 (middle gap pixel: 10·exp(-16/50))",
+         (_two_bar_labels(3), 10.0, 5.0)),
+    Case("three nuclei, w0 = 10, σ = 5", (_three_nuclei_labels(), 10.0, 5.0)),
+    Case("three nuclei, w0 = 5, σ = 2", (_three_nuclei_labels(), 5.0, 2.0)),
+    Case("a single nucleus (d2 = ∞: no border term, only w_c)",
+         (_single_nucleus_labels(), 10.0, 5.0)),
+    Case("no nucleus at all (w_c = 1 everywhere)", (np.zeros((6, 7), np.int32), 10.0, 5.0)),
+]
+
+
+def _weight_map_reference(labels, w0, sigma):
+    from course_lib.ops.weight_map import weight_map
+
+    return weight_map(labels, w0=w0, sigma=sigma)
+
+
+def check_weight_map(fn: Callable) -> bool:
+    """Check ``weight_map(labels, w0, sigma) -> H×W`` against ``ops.weight_map.weight_map``."""
+    return check_function(
+        fn, _weight_map_reference, WEIGHT_MAP_CASES, name="weight_map",
+        hint="one distance map per nucleus: distance_transform_edt(labels != i); sort them along "
+             "the nucleus axis and take the two smallest as d1, d2; with fewer than two nuclei "
+             "the border term is 0; add it on background pixels only, to class_balance_weights.",
+    )
+
+
+UNET_OUTPUT_SIZE_CASES = [
+    Case("the paper: 572 in, depth 4", (572, 4)),
+    Case("the smallest valid input of depth 4 (188)", (188, 4)),
+    Case("a small net: 92 in, depth 2", (92, 2)),
+    Case("one pooling only: 20 in, depth 1", (20, 1)),
+    Case("a larger tile: 636 in, depth 4", (636, 4)),
+]
+
+
+def _unet_output_size_reference(input_size, depth):
+    from course_lib.models.unet import unet_output_size
+
+    return unet_output_size(input_size, depth)
+
+
+def check_unet_output_size(fn: Callable) -> bool:
+    """Check ``unet_output_size(input_size, depth) -> int`` (valid convolutions)."""
+    return check_function(
+        fn, _unet_output_size_reference, UNET_OUTPUT_SIZE_CASES, name="unet_output_size",
+        compare=lambda got, exp: exact(int(got), exp) if np.ndim(got) == 0 else "not one number",
+        hint="each level down: -2, -2, then //2; the bottom: -2, -2; each level up: *2, then "
+             "-2, -2. Count the levels: depth poolings down and depth up-convolutions up.",
+    )
+
+
+CENTER_CROP_CASES = [
+    Case("6x6 to 2x2 (remove 2 on each side)", (np.arange(36.0).reshape(1, 6, 6, 1), (2, 2))),
+    Case("odd difference: 7x7 to 4x4 (the extra row/column goes at the bottom/right)",
+         (np.arange(49.0).reshape(1, 7, 7, 1), (4, 4))),
+    Case("nothing to crop", (np.ones((2, 5, 5, 3)), (5, 5))),
+    Case("the paper's top level, 568 -> 392 (rectangular input, 2 channels)",
+         (np.random.default_rng(0).random((1, 568, 570, 2)), (392, 394))),
+]
+
+
+def _center_crop_reference(x, target_hw):
+    from course_lib.models.unet import center_crop
+
+    return center_crop(x, target_hw)
+
+
+def check_center_crop(fn: Callable) -> bool:
+    """Check ``center_crop(x (B, H, W, C), (h, w))`` against ``models.unet.center_crop``."""
+    return check_function(
+        fn, _center_crop_reference, CENTER_CROP_CASES, name="center_crop",
+        hint="top = (H - h) // 2 and left = (W - w) // 2, then x[:, top:top + h, left:left + w]; "
+             "floor division puts the odd extra row at the bottom.",
+    )
+
+
+# 03 convolution: conv2d forward, the output-size formula ---------------------------------
+
+_CONV_RNG = np.random.default_rng(3)
+CONV2D_CASES = [
+    Case("hand-worked: 0..8 in a 3x3 image, kernel [[1, 0], [0, -1]], bias 1 (all -3)",
+         (np.arange(9.0).reshape(3, 3, 1), np.array([1.0, 0.0, 0.0, -1.0]).reshape(2, 2, 1, 1),
+          np.array([1.0]))),
+    Case("3 input channels, 4 filters: each filter sums over the channels",
+         (_CONV_RNG.normal(size=(6, 7, 3)), _CONV_RNG.normal(size=(3, 3, 3, 4)),
+          _CONV_RNG.normal(size=4))),
+    Case("stride 2, valid", (_CONV_RNG.normal(size=(7, 7, 2)), _CONV_RNG.normal(size=(3, 3, 2, 2)),
+                             np.zeros(2)), {"stride": 2}),
+    Case("'same' padding with stride 2 on an even side: the odd zero goes bottom/right",
+         (_CONV_RNG.normal(size=(6, 6, 1)), _CONV_RNG.normal(size=(3, 3, 1, 1)), np.zeros(1)),
+         {"stride": 2, "padding": "same"}),
+    Case("a 1x1 kernel mixes channels only", (_CONV_RNG.normal(size=(4, 5, 3)),
+                                              _CONV_RNG.normal(size=(1, 1, 3, 2)), np.ones(2))),
+]
+
+
+def _conv2d_reference(x, w, b, stride=1, padding="valid"):
+    from course_lib.ops import conv
+
+    return conv.conv2d(x, w, b, stride=stride, padding=padding)
+
+
+def check_conv2d(fn: Callable) -> bool:
+    """Check ``conv2d(x (H, W, C_in), w (kh, kw, C_in, C_out), b, stride, padding)``."""
+    return check_function(
+        fn, _conv2d_reference, CONV2D_CASES, name="conv2d",
+        hint="output size floor((n + pads - k) / stride) + 1; for 'same' pad a total of "
+             "max((ceil(n/s) - 1)*s + k - n, 0) with the smaller half first; output[i, j, o] = "
+             "b[o] + sum over (u, v, c) of x[i*s + u, j*s + v, c] * w[u, v, c, o].",
+    )
+
+
+CONV_OUTPUT_SIZE_CASES = [
+    Case("3x3 valid on 5 pixels: 3", (5, 3, 1, 0, 1)),
+    Case("ResNet's stem: 224 px, 7x7, stride 2, padding 3 -> 112", (224, 7, 2, 3, 1)),
+    Case("stride 2 that does not divide evenly: 8 px, 3x3, no padding -> 3", (8, 3, 2, 0, 1)),
+    Case("dilation 2 makes a 3-tap kernel span 5 pixels: 9 -> 5", (9, 3, 1, 0, 2)),
+    Case("a 1x1 kernel with stride 2 on 7 pixels -> 4", (7, 1, 2, 0, 1)),
+]
+
+
+def _conv_output_size_reference(n, k, stride, padding, dilation):
+    from course_lib.ops import conv
+
+    return conv.conv_output_size(n, k, stride, padding, dilation)
+
+
+def check_conv_output_size(fn: Callable) -> bool:
+    """Check ``conv_output_size(n, k, stride, padding, dilation) -> int`` (int padding)."""
+    return check_function(
+        fn, _conv_output_size_reference, CONV_OUTPUT_SIZE_CASES, name="conv_output_size",
+        compare=lambda got, exp: exact(int(got), exp) if np.ndim(got) == 0 else "not one number",
+        hint="k_eff = dilation * (k - 1) + 1, then (n + 2 * padding - k_eff) // stride + 1 "
+             "(integer division rounds down).",
+    )
+
+
+# 04 resnet: the bottleneck block ----------------------------------------------------------
+
+BOTTLENECK_CASES = [
+    Case("first block of conv2: 64 channels in, filters 64, stride 1, projected shortcut",
+         ((16, 16, 64), 64, 1, True)),
+    Case("identity shortcut: 256 channels in, filters 64", ((8, 8, 256), 64, 1, False)),
+    Case("first block of a later stage: stride 2 halves the size (9 -> 5, odd side)",
+         ((9, 9, 32), 16, 2, True)),
+]
+
+
+def _set_deterministic_weights(model) -> None:
+    """Give every variable values that depend only on its layer type and shape.
+
+    Two correct blocks then compute the same function however their layers were created or
+    named (layers of equal shape get equal weights, so swapping them changes nothing).
+    """
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            values = []
+            for var in layer.weights:
+                shape = tuple(var.shape)
+                rng = np.random.default_rng([7, *shape])  # the shape is the seed
+                fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+                scale = np.sqrt(2.0 / fan_in) if len(shape) > 1 else 0.1
+                values.append((rng.normal(size=shape) * scale).astype("float32"))
+            layer.set_weights(values)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.weights[0].shape[0]
+            rng = np.random.default_rng(c)
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c),
+                               rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c)])
+
+
+def _bottleneck_summary(block_fn, input_shape, filters, stride, conv_shortcut) -> dict:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input(input_shape)
+    y = block_fn(x, filters, stride, conv_shortcut)
+    model = keras.Model(x, y)
+    _set_deterministic_weights(model)
+    data = np.random.default_rng(1).normal(size=(1, *input_shape)).astype("float32")
+    return {"parameters": model.count_params(), "output shape": tuple(y.shape[1:]),
+            "output": np.asarray(model(data, training=False))}
+
+
+def _bottleneck_reference(input_shape, filters, stride, conv_shortcut):
+    from course_lib.layers import resnet
+
+    def block(x, f, s, c):
+        return resnet.bottleneck_block(x, f, stride=s, conv_shortcut=c, name="reference")
+
+    return _bottleneck_summary(block, input_shape, filters, stride, conv_shortcut)
+
+
+def _compare_blocks(got: dict, expected: dict) -> str | None:
+    for key in ("parameters", "output shape"):
+        if got[key] != expected[key]:
+            return f"{key}: {got[key]} instead of {expected[key]}"
+    return allclose(got["output"], expected["output"], atol=1e-3, rtol=1e-3)
+
+
+def check_bottleneck_block(fn: Callable) -> bool:
+    """Check ``bottleneck(x, filters, stride, conv_shortcut)`` (Keras tensors) against the library.
+
+    Compares the parameter count, the output shape, and the outputs once both blocks have the
+    same weights (set by layer type and shape, so layer names and order do not matter).
+    """
+    def learner(input_shape, filters, stride, conv_shortcut):
+        return _bottleneck_summary(fn, input_shape, filters, stride, conv_shortcut)
+
+    return check_function(
+        learner, _bottleneck_reference, BOTTLENECK_CASES, name="bottleneck_block",
+        compare=_compare_blocks,
+        hint="1x1 (filters, stride here) -> BN -> relu -> 3x3 same (filters) -> BN -> relu -> "
+             "1x1 (4*filters) -> BN; the shortcut is a 1x1 conv (4*filters, same stride) + BN, or "
+             "x itself; add, then relu. Convolutions keep their bias; BN uses epsilon=1.001e-5.",
+    )
+
+
+# 05 fpn: one top-down merge, the whole top-down pathway ------------------------------------
+
+_FPN_RNG = np.random.default_rng(5)
+UPSAMPLE_ADD_CASES = [
+    Case("hand-worked 2x2 -> 4x4 plus ones",
+         (np.array([[1.0, 2.0], [3.0, 4.0]])[..., None], np.ones((4, 4, 1)))),
+    Case("several channels", (_FPN_RNG.normal(size=(3, 5, 4)), _FPN_RNG.normal(size=(6, 10, 4)))),
+    Case("with a batch axis (N, h, w, C)",
+         (_FPN_RNG.normal(size=(2, 2, 3, 2)), _FPN_RNG.normal(size=(2, 4, 6, 2)))),
+    Case("a 1x1 level, the coarsest on a small image", (np.full((1, 1, 3), 2.0), np.zeros((2, 2, 3)))),
+]
+
+
+def _upsample_add_reference(higher, lateral):
+    from course_lib.layers import fpn
+
+    return fpn.upsample_add(higher, lateral)
+
+
+def check_upsample_add(fn: Callable) -> bool:
+    """Check ``upsample_add(higher (.., h, w, C), lateral (.., 2h, 2w, C))``."""
+    return check_function(
+        fn, _upsample_add_reference, UPSAMPLE_ADD_CASES, name="upsample_add",
+        hint="nearest-neighbour x2 copies each cell into a 2x2 block: np.repeat along the "
+             "height axis (-3) and the width axis (-2), then add the lateral.",
+    )
+
+
+TOP_DOWN_CASES = [
+    Case("four levels of a 64-pixel image, 3 channels",
+         ([_FPN_RNG.normal(size=(16 // 2**i, 16 // 2**i, 3)) for i in range(4)],)),
+    Case("constant levels: M2 = 1 + 10 + 100 + 1000",
+         ([np.full((8 // 2**i, 8 // 2**i, 1), 10.0**i) for i in range(4)],)),
+    Case("rectangular levels with a batch axis",
+         ([_FPN_RNG.normal(size=(1, 8 // 2**i, 16 // 2**i, 2)) for i in range(4)],)),
+]
+
+
+def _top_down_reference(laterals):
+    from course_lib.layers import fpn
+
+    merged = [np.asarray(laterals[3])]
+    for lateral in reversed(laterals[:3]):
+        merged.insert(0, fpn.upsample_add(merged[0], lateral))
+    return np.concatenate([m.ravel() for m in merged])
+
+
+def check_top_down(fn: Callable) -> bool:
+    """Check ``top_down(laterals [L2, L3, L4, L5]) -> [M2, M3, M4, M5]`` (NumPy)."""
+    def learner(laterals):
+        out = fn(laterals)
+        if len(out) != 4:
+            raise ValueError(f"return four maps [M2, M3, M4, M5], not {len(out)}")
+        return np.concatenate([np.asarray(m).ravel() for m in out])
+
+    return check_function(
+        learner, _top_down_reference, TOP_DOWN_CASES, name="top_down",
+        hint="start from the top: M5 = L5; then M4 = up(M5) + L4, M3 = up(M4) + L3, "
+             "M2 = up(M3) + L2; return them finest first.",
+    )

@@ -108,7 +108,7 @@ def overlap_tile_predict(
                              f"{ti_w}, K). Check tile_in/tile_out against the model.")
         if out is None:
             out = np.zeros((n_rows * to_h, n_cols * to_w, pred.shape[-1]), np.float32)
-        for (y, x), tile in zip(chunk, pred):
+        for (y, x), tile in zip(chunk, pred, strict=True):
             out[y:y + to_h, x:x + to_w] = tile
     return out[:h, :w]
 

@@ -92,3 +92,7 @@ def test_bad_tile_sizes_are_named():
     same = unet.same_unet((None, None, 1), base_filters=2, depth=1)
     with pytest.raises(ValueError, match="fixed input size"):
         model_tile_sizes(same)
+    fixed = unet.same_unet((32, 32, 1), base_filters=2, depth=1)
+    assert model_tile_sizes(fixed, margin=4) == (32, 24)  # 4 px dropped on each side
+    with pytest.raises(ValueError, match="margin"):
+        model_tile_sizes(fixed)

@@ -73,7 +73,7 @@ def test_frozen_bn_not_trainable_and_in_inference_mode():
     before = [np.asarray(w).copy() for w in bns[0].weights]
     train_out = np.asarray(model(x, training=True)[0])
     np.testing.assert_allclose(train_out, np.asarray(model(x, training=False)[0]), atol=1e-5)
-    for old, new in zip(before, bns[0].weights):  # moving statistics untouched
+    for old, new in zip(before, bns[0].weights, strict=True):  # moving statistics untouched
         np.testing.assert_array_equal(old, np.asarray(new))
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 
@@ -107,6 +108,19 @@ def test_same_variant_keeps_the_size_with_bn_and_dropout():
         unet.build_unet((None, None, 1), padding="valid")
 
 
+def test_per_image_standardization_against_numpy_and_contract():
+    from layer_contract import check_layer_contract
+
+    x = np.random.default_rng(0).random((2, 8, 9, 3)).astype(np.float32) * 255
+    x[1] = 7.0  # a constant image: std 0, so the epsilon keeps it finite (all zeros)
+    layer = unet.PerImageStandardization()
+    got = keras.ops.convert_to_numpy(layer(x))
+    mean = x[0].mean()
+    np.testing.assert_allclose(got[0], (x[0] - mean) / x[0].std(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got[1], 0.0)
+    check_layer_contract(layer, x, expected_shapes=[(2, 8, 9, 3)])
+
+
 def _other_backends():
     return [b for b, mod in (("jax", "jax"), ("torch", "torch"))
             if importlib.util.find_spec(mod) is not None]
@@ -123,7 +137,7 @@ def test_unet_builds_on_another_backend(backend):
         assert keras.backend.backend() == BACKEND
         m = unet.paper_unet(input_size=92, base_filters=4, depth=2)
         assert m.output_shape == (None, 52, 52, 2), m.output_shape
-        s = unet.same_unet((32, 32, 3), base_filters=4, depth=2)
+        s = unet.same_unet((32, 32, 3), base_filters=4, depth=2, rescale="per_image")
         y = s.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)
         assert y.shape == (1, 32, 32, 1), y.shape
         print("ok", m.count_params())
@@ -134,3 +148,19 @@ def test_unet_builds_on_another_backend(backend):
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.split()[-1] == str(unet.unet_parameter_count(4, 2, 1, 2))
+
+
+def test_exercise_checks_accept_the_reference_and_reject_usual_mistakes(capsys):
+    from course_lib import exercises
+
+    assert exercises.check_unet_output_size(unet.unet_output_size)
+    assert exercises.check_center_crop(unet.center_crop)
+    with pytest.raises(exercises.ExerciseFailed):
+        # forgetting the bottom block's two convolutions: 4·2**d px too many at the output
+        exercises.check_unet_output_size(lambda s, d: unet.unet_output_size(s, d) + 4 * 2 ** d)
+    with pytest.raises(exercises.ExerciseFailed, match="case 2"):
+        # rounding the offset up puts the odd extra row at the top
+        exercises.check_center_crop(
+            lambda x, hw: x[:, -(-(x.shape[1] - hw[0]) // 2):][:, :hw[0],
+                             -(-(x.shape[2] - hw[1]) // 2):][:, :, :hw[1]])
+    assert "Hint:" in capsys.readouterr().out

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from course_lib.ops.weight_map import class_balance_weights
-from course_lib.viz.unet import draw_weight_map, weight_map_explorer
+from course_lib.viz.unet import color_labels, draw_weight_map, weight_map_explorer
 
 
 def _labels():
@@ -39,3 +39,14 @@ def test_sliders_change_the_map_as_the_formula_says():
         20 * np.exp(-2), rel=1e-5)
     assert w.renders == 3
     assert plt.get_fignums() == []
+
+
+def test_color_labels_black_background_distinct_colours():
+    labels = np.array([[0, 1, 2], [3, 0, 1]], np.int32)
+    rgb = color_labels(labels)
+    assert rgb.shape == (2, 3, 3)
+    assert (rgb[labels == 0] == 0).all()
+    np.testing.assert_array_equal(rgb[0, 1], rgb[1, 2])           # same id, same colour
+    assert len({tuple(rgb[0, 1]), tuple(rgb[0, 2]), tuple(rgb[1, 0])}) == 3
+    with pytest.raises(ValueError, match="label image"):
+        color_labels(np.zeros((2, 2), np.float32))

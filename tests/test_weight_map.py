@@ -118,3 +118,23 @@ def test_bad_input_is_named():
         wm.weight_map(np.zeros((4, 4, 2), np.int32))
     with pytest.raises(ValueError, match="integer"):
         wm.border_weight(np.zeros((4, 4), np.float32))
+
+
+def test_exercise_check_accepts_the_brute_force_and_rejects_the_interior_term(capsys):
+    from course_lib import exercises
+
+    def brute(labels, w0, sigma):
+        return wm.class_balance_weights(labels) + _brute_force_border(labels, w0, sigma)
+
+    assert exercises.check_weight_map(brute)
+
+    def everywhere(labels, w0, sigma):  # the border term also inside the nuclei
+        ids = [i for i in np.unique(labels) if i > 0]
+        if len(ids) < 2:
+            return wm.class_balance_weights(labels)
+        d = np.sort(np.stack([ndimage.distance_transform_edt(labels != i) for i in ids]), 0)
+        return wm.class_balance_weights(labels) + w0 * np.exp(-(d[0] + d[1]) ** 2 / (2 * sigma ** 2))
+
+    with pytest.raises(exercises.ExerciseFailed, match="case 1"):
+        exercises.check_weight_map(everywhere)
+    assert "background pixels only" in capsys.readouterr().out

@@ -131,3 +131,43 @@ def test_live_curves_redraws_once_per_epoch_during_fit():
     assert len(live.output.outputs) == 1 and "image/png" in live.output.outputs[0]["data"]
     assert isinstance(live.widget, widgets.VBox) and live.output in live.widget.children
     assert plt.get_fignums() == []
+
+
+def test_explorer_shows_only_its_own_figures_and_closes_them_after_an_error():
+    left_open = plt.figure()                  # a figure a notebook cell left open
+    calls = []
+
+    def render(n):
+        calls.append(n)
+        plt.figure()
+        if n == 2:
+            raise ValueError("bad n")
+        return n
+
+    w = explorer(render, n=widgets.IntSlider(value=1))
+    assert plt.get_fignums() == [left_open.number], "render's figure closed, the cell's kept"
+    try:
+        w.controls["n"].value = 2             # headless, the error reaches the caller
+    except ValueError:
+        pass
+    assert plt.get_fignums() == [left_open.number], "closed even when render failed"
+    plt.close(left_open)
+    assert calls == [1, 2]
+
+
+def test_live_curves_keys_every_and_bad_arguments():
+    from course_lib.viz.widgets import LiveCurves
+
+    live = LiveCurves(keys=["loss"])
+    live.on_epoch_end(0, {"loss": 2.0, "acc": 0.5})
+    assert live.redraws == 1 and live.history == {"loss": [2.0], "acc": [0.5]}
+    assert "1 metrics" in live.output.outputs[0]["data"]["text/plain"]   # only the key asked for
+    # every=2 over 5 epochs: drawn after epochs 2 and 4, and after the last one (5).
+    sparse = LiveCurves(every=2)
+    sparse.set_params({"epochs": 5, "verbose": 0})
+    sparse.on_train_begin()
+    for epoch in range(5):
+        sparse.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1)})
+    assert sparse.redraws == 3 and len(sparse.history["loss"]) == 5
+    with pytest.raises(ValueError, match="every"):
+        LiveCurves(every=0)

@@ -177,7 +177,7 @@ def resnet(depth: int = 50, input_shape=(None, None, 3), freeze_bn: bool = False
     inputs = keras.Input(shape=_check_input_shape(input_shape), name="image")
     x = stem(inputs, 64, freeze_bn)
     features = []
-    for stage, (blocks, filters) in enumerate(zip(BOTTLENECK_DEPTHS[depth], STAGE_FILTERS)):
+    for stage, (blocks, filters) in enumerate(zip(BOTTLENECK_DEPTHS[depth], STAGE_FILTERS, strict=True)):
         prefix = f"conv{stage + 2}"
         for i in range(blocks):
             # conv2 keeps the stride-4 resolution of the stem; later stages halve it.
@@ -208,7 +208,7 @@ def light_resnet(input_shape=(None, None, 3), filters=(16, 32, 64, 128), blocks=
     inputs = keras.Input(shape=_check_input_shape(input_shape), name="image")
     x = stem(inputs, filters[0], freeze_bn)
     features = []
-    for stage, (n_blocks, f) in enumerate(zip(blocks, filters)):
+    for stage, (n_blocks, f) in enumerate(zip(blocks, filters, strict=True)):
         for i in range(n_blocks):
             stride = 2 if (i == 0 and stage > 0) else 1
             x = basic_block(x, f, stride=stride, name=f"conv{stage + 2}_block{i + 1}",
@@ -257,13 +257,19 @@ FALLBACK_MESSAGE = "ImageNet weights not found offline: using random initialisat
 
 
 def keras_cache_dir() -> Path:
-    """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
+    """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``.
+
+    Taught in notebooks/04_resnet.
+    """
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return Path(home) / "models"
 
 
 def find_imagenet_weights(depth: int = 50) -> Path | None:
-    """Path of cached ImageNet weights for ResNet-``depth`` (no-top first), or ``None``."""
+    """Path of cached ImageNet weights for ResNet-``depth`` (no-top first), or ``None``.
+
+    Taught in notebooks/04_resnet.
+    """
     for filename in IMAGENET_FILES.get(depth, ()):
         path = keras_cache_dir() / filename
         if path.is_file():

@@ -177,7 +177,7 @@ def center_crop(x: np.ndarray, target_hw: tuple[int, int]) -> np.ndarray:
 def _crop_amounts(big_hw, small_hw) -> tuple[tuple[int, int], tuple[int, int]]:
     """((top, bottom), (left, right)) to centre-crop ``big_hw`` down to ``small_hw``."""
     out = []
-    for big, small in zip(big_hw, small_hw):
+    for big, small in zip(big_hw, small_hw, strict=True):
         if big is None or small is None:
             raise ValueError("crop-and-concatenate needs static spatial sizes: build the "
                              "valid U-Net with a fixed input_shape such as (572, 572, 1)")
@@ -232,7 +232,7 @@ def build_unet(
     batch_norm: bool = False,
     dropout: float = 0.0,
     final_activation: str | None = "softmax",
-    rescale: float | str | None = None,
+    rescale: float | str | keras.layers.Layer | None = None,
     name: str | None = None,
 ) -> keras.Model:
     """A U-Net as a Keras functional model.
@@ -253,7 +253,10 @@ def build_unet(
         final_activation: ``"softmax"``, ``"sigmoid"`` or ``None`` (logits).
         rescale: input scaling done inside the model, so it takes the pixels as the data
             pipeline gives them: a number multiplies them (``1 / 255``), ``"per_image"``
-            standardises each image (:class:`PerImageStandardization`), ``None`` does nothing.
+            standardises each image (:class:`PerImageStandardization`; note that it makes a
+            tile's output depend on the tile's own statistics, which overlap-tiling exposes),
+            a Keras layer is applied as it is (e.g. a ``keras.layers.Normalization`` adapted
+            on training images: one fixed affine map for every tile), ``None`` does nothing.
         name: the model's name (default ``unet_valid`` / ``unet_same``).
 
     Returns:
@@ -277,6 +280,8 @@ def build_unet(
     inputs = keras.Input(shape=input_shape, name="image")
     if rescale is None:
         x = inputs
+    elif isinstance(rescale, keras.layers.Layer):
+        x = rescale(inputs)
     elif rescale == "per_image":
         x = PerImageStandardization(name="standardize")(inputs)
     else:

@@ -38,14 +38,20 @@ PRESET_KERNELS: dict[str, np.ndarray] = {
 
 
 def default_image() -> np.ndarray:
-    """The ``camera`` photograph from scikit-image (512×512 grey, uint8)."""
+    """The ``camera`` photograph from scikit-image (512×512 grey, uint8).
+
+    Taught in notebooks/03_convolution.
+    """
     from skimage import data
 
     return data.camera()
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """``H×W`` float in [0, 1] from a grey or RGB(A) uint8/float image."""
+    """``H×W`` float in [0, 1] from a grey or RGB(A) uint8/float image (RGB: channel mean).
+
+    Taught in notebooks/03_convolution.
+    """
     img = np.asarray(image, dtype=np.float64)
     if img.ndim == 3:
         img = img[..., :3].mean(axis=-1)
@@ -70,7 +76,12 @@ def apply_kernel(image: np.ndarray, kernel) -> np.ndarray:
 
 
 def draw_kernel_result(image: np.ndarray, kernel, fig: Figure | None = None) -> Figure:
-    """Draw input, kernel (with its numbers) and feature map side by side on ``fig``."""
+    """Draw input, kernel (with its numbers) and feature map side by side; returns the figure.
+
+    ``fig``: a figure to redraw (a new pyplot figure when ``None``).
+
+    Taught in notebooks/03_convolution.
+    """
     kernel = np.asarray(kernel, dtype=np.float64)
     fmap = apply_kernel(image, kernel)
     fig = fig or plt.figure(figsize=(11, 3.8))
@@ -184,7 +195,13 @@ def conv_arithmetic(n: int, k: int, stride: int = 1, padding: int | str = 0, dil
 
 def draw_conv_arithmetic(n: int, k: int, stride: int = 1, padding: int | str = 0,
                          dilation: int = 1, fig: Figure | None = None) -> Figure:
-    """Draw the padded input grid, the taps of the first two output pixels, and the output."""
+    """Draw the padded input grid, the taps of the first two output pixels, and the output.
+
+    Square input of side ``n`` (``padding`` int or ``"valid"``/``"same"``); red taps belong to
+    output (0, 0), orange ones to output (0, 1). Returns the figure.
+
+    Taught in notebooks/03_convolution.
+    """
     info = conv_arithmetic(n, k, stride, padding, dilation)
     before, after, m = info["pad_before"], info["pad_after"], info["output_size"]
     total = n + before + after
@@ -197,13 +214,15 @@ def draw_conv_arithmetic(n: int, k: int, stride: int = 1, padding: int | str = 0
             ax_in.add_patch(Rectangle((c, r), 1, 1, facecolor="0.9" if pad else "#9ecae1",
                                       edgecolor="white", hatch="//" if pad else None))
     # taps of output (0, 0) in red and of output (0, 1) in orange: the stride is their offset
-    for j, color in ((0, "tab:red"), (1, "tab:orange")):
+    # (orange drawn smaller, in the cell's lower-right corner, so shared taps show both colours)
+    for j, color, offset, side in ((0, "tab:red", 0.12, 0.76), (1, "tab:orange", 0.45, 0.45)):
         if j >= m:
             continue
         for u in range(k):
             for v in range(k):
-                ax_in.add_patch(Rectangle((j * stride + v * dilation + 0.15, u * dilation + 0.15),
-                                          0.7, 0.7, facecolor=color, alpha=0.8))
+                ax_in.add_patch(Rectangle((j * stride + v * dilation + offset,
+                                           u * dilation + offset), side, side, facecolor=color,
+                                          alpha=0.9))
     for r in range(m):
         for c in range(m):
             color = "tab:red" if (r, c) == (0, 0) else "tab:orange" if (r, c) == (0, 1) else "#74c476"

@@ -17,6 +17,23 @@ from course_lib.ops.weight_map import SIGMA, W0, weight_map
 from course_lib.viz.widgets import Explorer, explorer
 
 
+def color_labels(labels: np.ndarray) -> np.ndarray:
+    """``H×W×3`` float RGB of a label image: black background, a distinct colour per id.
+
+    Colours follow :func:`course_lib.viz.plots.instance_colors` (golden-ratio hues), so
+    neighbouring ids, which are often neighbouring nuclei, get far-apart hues.
+    """
+    from course_lib.viz.plots import instance_colors
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be an H×W integer label image; got {labels.shape} "
+                         f"{labels.dtype}")
+    n = int(labels.max()) if labels.size else 0
+    palette = np.vstack([[0.0, 0.0, 0.0], instance_colors(n)])
+    return palette[np.clip(labels, 0, None)]
+
+
 def label_outlines(labels: np.ndarray) -> np.ndarray:
     """``H×W`` bool outlines of every instance (for drawing over a map)."""
     from skimage.segmentation import find_boundaries
@@ -46,11 +63,7 @@ def draw_weight_map(labels: np.ndarray, w0: float = W0, sigma: float = SIGMA,
     else:
         fig = axes[0].figure
     ax_l, ax_w = axes
-    from course_lib.viz.plots import instance_colors
-
-    n = int(labels.max()) if labels.size else 0
-    palette = np.vstack([[0.0, 0.0, 0.0], instance_colors(n)])
-    ax_l.imshow(palette[labels], interpolation="nearest")
+    ax_l.imshow(color_labels(labels), interpolation="nearest")
     ax_l.set_title(f"{len(np.unique(labels[labels > 0]))} instances")
     im = ax_w.imshow(wmap, cmap="magma", interpolation="nearest")
     outline = np.ma.masked_where(~label_outlines(labels), np.ones(labels.shape))

@@ -61,14 +61,21 @@ class Explorer(widgets.VBox):
     def refresh(self) -> None:
         """Re-run ``render`` with the current control values into the output area."""
         self.output.clear_output(wait=True)
-        with self.output:
-            self.result = self._render(**self.values())
-            # Show the figures the render drew, then close them: a slider dragged a hundred
+        before = set(plt.get_fignums())
+        try:
+            # In a kernel, an exception inside `with output` is shown there as a traceback
+            # (ipywidgets' Output does that) instead of vanishing into the log console.
+            with self.output:
+                self.result = self._render(**self.values())
+                # Show the figures this render drew (not figures a notebook cell left open).
+                for number in plt.get_fignums():
+                    if number not in before:
+                        display(plt.figure(number))
+        finally:
+            # Close them even when the render failed half-way: a slider dragged a hundred
             # times must not leave a hundred figures open.
-            for number in plt.get_fignums():
-                fig = plt.figure(number)
-                display(fig)
-                plt.close(fig)
+            for number in set(plt.get_fignums()) - before:
+                plt.close(number)
         self.renders += 1
 
 
@@ -276,6 +283,9 @@ def _make_live_curves():
             if keys:
                 plots.training_curves({k: self.history[k] for k in keys}, ax=ax, keys=keys)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
+            if max((len(v) for v in self.history.values()), default=0) == 1:
+                for line in ax.get_lines():      # one epoch: a line of one point is invisible
+                    line.set_marker("o")
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
             plt.close(fig)
