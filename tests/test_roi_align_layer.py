@@ -7,10 +7,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from layer_contract import check_layer_contract
 
 from course_lib.layers.roi_align import PyramidRoIAlign, RoIAlign
 from course_lib.ops import roi
-from layer_contract import check_layer_contract
 
 STRIDES = (4, 8, 16, 32)
 

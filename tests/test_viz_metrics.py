@@ -10,10 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from test_metrics import five_cases  # noqa: E402
 
 from course_lib import metrics  # noqa: E402
 from course_lib.viz import metrics as vm  # noqa: E402
-from test_metrics import five_cases  # noqa: E402
 
 
 def test_match_summary_counts_and_hits():

@@ -36,19 +36,9 @@ def ensure_nuclei(n_images: int | None = None, seed: int = 0,
 
     Taught in notebooks/01_data_tour.
     """
-    root = config.data_root()
-    real_rel, synthetic_rel = config.DATASET_LAYOUT["nuclei"]
-    real = root / real_rel
-    if _present(real):
-        return real, "real"
-    synthetic = root / synthetic_rel
-    if not _present(synthetic):
-        from course_lib.data.synthetic.nuclei import make_nuclei
+    from course_lib.data.synthetic.nuclei import make_nuclei
 
-        n = config.settings().n_synthetic_images if n_images is None else n_images
-        log.info("generating %d synthetic nuclei images in %s", n, synthetic)
-        make_nuclei(synthetic.parent, n, seed=seed, size=size)
-    return synthetic, "synthetic"
+    return _ensure("nuclei", make_nuclei, n_images, seed=seed, size=size)
 
 
 def ensure_voc(n_images: int | None = None, seed: int = 0) -> tuple[Path, str]:
@@ -59,18 +49,26 @@ def ensure_voc(n_images: int | None = None, seed: int = 0) -> tuple[Path, str]:
 
     Taught in notebooks/01_data_tour.
     """
+    from course_lib.data.synthetic import make_voc
+
+    return _ensure("voc", make_voc, n_images, seed=seed)
+
+
+def _ensure(name: str, make, n_images: int | None, **make_kwargs) -> tuple[Path, str]:
+    """The real dataset ``name`` when present, else its synthetic set (generated when missing).
+
+    ``make(parent, n, **make_kwargs)`` writes the synthetic layout below ``parent``.
+    """
     root = config.data_root()
-    real_rel, synthetic_rel = config.DATASET_LAYOUT["voc"]
+    real_rel, synthetic_rel = config.DATASET_LAYOUT[name]
     real = root / real_rel
     if _present(real):
         return real, "real"
     synthetic = root / synthetic_rel
     if not _present(synthetic):
-        from course_lib.data.synthetic import make_voc
-
         n = config.settings().n_synthetic_images if n_images is None else n_images
-        log.info("generating %d synthetic VOC images in %s", n, synthetic)
-        make_voc(synthetic.parent, n, seed=seed)
+        log.info("generating %d synthetic %s images in %s", n, name, synthetic)
+        make(synthetic.parent, n, **make_kwargs)
     return synthetic, "synthetic"
 
 
