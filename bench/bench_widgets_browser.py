@@ -93,15 +93,21 @@ def measure_notebook(page, lab, name: str, presses: int) -> list[dict]:
             control_name += " (dropdown)"
         title = explorer_title(output)
         times = []
-        for _ in range(presses):
+        if not handles.count():   # a dropdown: toggle between its value and the next option
+            options = control.locator("option").all_inner_texts()
+            first = control.evaluate("el => el.selectedIndex")
+            toggle = [options[(first + 1) % len(options)], options[first]]
+        for press in range(presses):
             try:
                 if handles.count():
                     now, top = (float(control.get_attribute(a) or 0)
                                 for a in ("aria-valuenow", "aria-valuemax"))
                     key = "ArrowLeft" if now >= top else "ArrowRight"   # stay inside the range
-                    times.append(press_and_time(page, control, key)["latency_ms"])
+                    times.append(press_and_time(page, control, key,
+                                                timeout_ms=20_000)["latency_ms"])
                 else:
-                    times.append(select_and_time(page, control)["latency_ms"])
+                    times.append(select_and_time(page, control, toggle[press % 2],
+                                                 timeout_ms=20_000)["latency_ms"])
             except Exception as error:  # noqa: BLE001 (report and go on with the next explorer)
                 print(f"  {title}: no update ({type(error).__name__})")
                 break

@@ -329,9 +329,11 @@ def press_and_time(page, handle, key: str = "ArrowRight", **kwargs) -> dict:
     return time_change(page, handle, act, **kwargs)
 
 
-def select_and_time(page, select, **kwargs) -> dict:
-    """Pick the next option of a dropdown (``<select>``), wrapping; see :func:`time_change`."""
-    options = select.locator("option").all_inner_texts()
-    current = select.evaluate("el => el.selectedIndex")
-    target = options[(current + 1) % len(options)]
-    return time_change(page, select, lambda: select.select_option(label=target), **kwargs)
+def select_and_time(page, select, label: str | None = None, **kwargs) -> dict:
+    """Pick option ``label`` of a dropdown (``<select>``; default: the next one, wrapping);
+    see :func:`time_change`."""
+    if label is None:
+        options = select.locator("option").all_inner_texts()
+        current = select.evaluate("el => el.selectedIndex")
+        label = options[(current + 1) % len(options)]
+    return time_change(page, select, lambda: select.select_option(label=label), **kwargs)

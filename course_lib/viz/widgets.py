@@ -154,7 +154,7 @@ def prediction_browser(images: Sequence[np.ndarray], true_masks: Sequence[np.nda
         wrong). ``result`` is a dict: ``index`` (into the inputs), ``position``, ``score``,
         ``mean_best_iou``, ``n_true``, ``n_pred`` and the printed ``text``.
 
-    Taught in notebooks/11_train_nuclei.
+    Taught in notebooks/10_unet (training and browsing its predictions).
     """
     n = len(images)
     if n == 0:
@@ -250,7 +250,7 @@ def _make_live_curves():
             every: redraw every ``every`` epochs (the last epoch is always drawn).
             title: shown above the plot.
 
-        Taught in notebooks/11_train_nuclei.
+        Taught in notebooks/10_unet (training and browsing its predictions).
         """
 
         def __init__(self, keys: Sequence[str] | None = None, every: int = 1,
