@@ -39,8 +39,11 @@ $(DATA_STAMP): $(STAMP)
 
 data: $(DATA_STAMP)
 
+# Jupyter refuses to start as root unless told; containers and cloud VMs often run as root.
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(DATA_STAMP)
-	$(BIN)/jupyter lab --port=$(LAB_PORT) notebooks/00_start_here.ipynb
+	$(BIN)/jupyter lab --port=$(LAB_PORT) $(LAB_FLAGS) notebooks/00_start_here.ipynb
 
 test: $(DATA_STAMP)
 	$(BIN)/python -m pytest tests $(NOTEBOOK_DIRS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
