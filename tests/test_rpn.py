@@ -161,3 +161,17 @@ def test_anchor_targets_twin_on_real_nuclei(real_dsb):
                                             samples=None)
     np.testing.assert_array_equal(ops.convert_to_numpy(labels)[0], ref)
     np.testing.assert_allclose(ops.convert_to_numpy(deltas)[0], ref_deltas, atol=1e-4)
+
+
+def test_one_best_anchor_per_box_even_when_many_tie():
+    # A 10x10 box inside three 100x100 anchors that all contain it: each has IoU 100/10000 =
+    # 0.01, an exact tie. The rule gives the box ONE anchor (the first of the tied), not three;
+    # the fourth anchor misses the box (IoU 0) and is negative like the others.
+    anchors = np.array([[0, 0, 100, 100], [5, 5, 105, 105], [10, 10, 110, 110],
+                        [200, 200, 300, 300]], dtype=float)
+    gt = np.array([[40, 40, 50, 50]], dtype=float)
+    labels, matched, max_iou = rpn.match_anchors_np(anchors, gt)
+    np.testing.assert_allclose(max_iou, [0.01, 0.01, 0.01, 0.0])
+    np.testing.assert_array_equal(labels, [1, 0, 0, 0])
+    ops_labels, _ = rpn.anchor_targets_ops(anchors, gt[None], np.ones((1, 1), bool), samples=None)
+    np.testing.assert_array_equal(ops.convert_to_numpy(ops_labels)[0], [1, 0, 0, 0])

@@ -26,9 +26,9 @@ from keras import ops
 from course_lib.ops import boxes as box_ops
 from course_lib.ops.nms import batched_padded_nms, nms
 
-#: An anchor within this IoU of an object's best anchor counts as "best" too. Symmetric anchors
+#: Anchors within this IoU of an object's best IoU count as tied for best. Symmetric anchors
 #: often tie exactly; float32 (model) and float64 (reference) rounding would break such ties
-#: differently, so the rule is stated with a tolerance both can meet.
+#: differently, so the rule is stated with a tolerance both can meet (the first tied anchor wins).
 BEST_IOU_TOLERANCE = 1e-5
 
 
@@ -106,8 +106,11 @@ def match_anchors_np(anchors, gt_boxes, gt_valid=None, positive_iou: float = 0.7
 
     Rules (Faster R-CNN): IoU >= ``positive_iou`` with some gt box -> 1; max IoU <=
     ``negative_iou`` -> 0; otherwise -1 (ignored). Then, so every gt box gets an anchor, the
-    anchor(s) with the highest IoU for each valid gt box (ties within
-    :data:`BEST_IOU_TOLERANCE` included, IoU > 0) -> 1.
+    anchor with the highest IoU for each valid gt box (IoU > 0) -> 1: one anchor per box, the
+    lowest-indexed one among those within :data:`BEST_IOU_TOLERANCE` of the best, so float32
+    and float64 pick the same one. (torchvision's low-quality matching keeps every tie
+    instead; with anchors much larger than a box that makes every anchor containing it
+    positive.)
     Each anchor is matched to the gt box it overlaps most.
 
     Args:
@@ -133,10 +136,13 @@ def match_anchors_np(anchors, gt_boxes, gt_valid=None, positive_iou: float = 0.7
     matched = np.argmax(overlaps, axis=1)
     max_iou = overlaps.max(axis=1)
     labels = np.where(max_iou >= positive_iou, 1, np.where(max_iou <= negative_iou, 0, -1))
-    best = overlaps.max(axis=0)
-    is_best = ((overlaps >= best[None, :] - BEST_IOU_TOLERANCE) & valid[None, :]
-               & (best[None, :] > 0)).any(axis=1)
-    labels = np.where(is_best, 1, labels).astype(np.int32)
+    # One anchor per gt box: the first (lowest index) within the tolerance of its best IoU.
+    # Counting every tie instead would, for a box much smaller than the anchors, make every
+    # anchor that contains it positive (they all have the same IoU).
+    best = overlaps.max(axis=0)                                              # (G,)
+    first = (overlaps >= best[None, :] - BEST_IOU_TOLERANCE).argmax(axis=0)  # (G,)
+    labels = labels.astype(np.int32)
+    labels[first[valid & (best > 0)]] = 1
     return labels, matched, max_iou
 
 
@@ -216,8 +222,12 @@ def anchor_targets_ops(anchors, gt_boxes, gt_valid, positive_iou: float = 0.7,
     max_iou = ops.max(overlaps, axis=2)
     labels = ops.where(max_iou >= positive_iou, 1, ops.where(max_iou <= negative_iou, 0, -1))
     best = ops.max(overlaps, axis=1, keepdims=True)                            # (B, 1, G)
-    is_best = ops.any((overlaps >= best - BEST_IOU_TOLERANCE) & valid[:, None, :] & (best > 0),
-                      axis=2)
+    near_best = ops.cast(overlaps >= best - BEST_IOU_TOLERANCE, "int32")
+    first = ops.argmax(near_best, axis=1)                                      # (B, G)
+    keep = valid & (best[:, 0, :] > 0)
+    anchor_ids = ops.arange(anchors.shape[0], dtype="int32")[None, :, None]
+    is_best = ops.any((anchor_ids == ops.cast(first, "int32")[:, None, :]) & keep[:, None, :],
+                      axis=2)                                                  # (B, A)
     labels = ops.cast(ops.where(is_best, 1, labels), "int32")
 
     if samples is not None:
