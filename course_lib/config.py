@@ -47,6 +47,8 @@ class ModeSettings:
         steps_per_epoch: batches per epoch (``None``: the whole dataset).
         batch_size: images per batch.
         backbone: ``"light"`` (a small ResNet for CPUs) or ``"resnet50"``.
+
+    Taught in notebooks/00_start_here.
     """
 
     name: str
@@ -91,12 +93,18 @@ def gpu_devices() -> tuple[str, ...]:
 
 
 def keras_backend() -> str:
-    """The Keras backend in use (``KERAS_BACKEND``, default ``tensorflow``)."""
+    """The Keras backend in use (``KERAS_BACKEND``, default ``tensorflow``).
+
+    Taught in notebooks/00_start_here.
+    """
     return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
 def mode() -> str:
-    """``COURSE_MODE`` if set, else ``full`` when a GPU is visible, else ``quick``."""
+    """``COURSE_MODE`` if set, else ``full`` when a GPU is visible, else ``quick``.
+
+    Taught in notebooks/00_start_here.
+    """
     requested = os.environ.get("COURSE_MODE", "").strip().lower()
     if requested:
         if requested not in MODES:
@@ -109,12 +117,18 @@ def mode() -> str:
 
 
 def settings() -> ModeSettings:
-    """The :class:`ModeSettings` of the current :func:`mode`."""
+    """The :class:`ModeSettings` of the current :func:`mode`.
+
+    Taught in notebooks/00_start_here.
+    """
     return FULL if mode() == "full" else QUICK
 
 
 def data_root() -> Path:
-    """Where datasets live: ``$COURSE_DATA`` or ``<repo>/data``."""
+    """Where datasets live: ``$COURSE_DATA`` or ``<repo>/data``.
+
+    Taught in notebooks/00_start_here.
+    """
     env = os.environ.get("COURSE_DATA")
     return Path(env).expanduser().resolve() if env else REPO_ROOT / "data"
 
@@ -130,6 +144,8 @@ def dataset_status() -> dict[str, tuple[str, Path | None]]:
     """For each dataset, ``(source, path)``: source is ``"real"``, ``"synthetic"`` or ``"missing"``.
 
     A folder counts as present when it exists and is not empty.
+
+    Taught in notebooks/00_start_here.
     """
     root = data_root()
     status: dict[str, tuple[str, Path | None]] = {}
@@ -144,7 +160,10 @@ def dataset_status() -> dict[str, tuple[str, Path | None]]:
 
 
 def set_seed(seed: int = DEFAULT_SEED) -> None:
-    """Seed Python, NumPy and Keras (which seeds its backend) so reruns show the same numbers."""
+    """Seed Python, NumPy and Keras (which seeds its backend) so reruns show the same numbers.
+
+    Taught in notebooks/00_start_here.
+    """
     random.seed(seed)
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
@@ -158,6 +177,8 @@ def report(seed: int = DEFAULT_SEED, verbose: bool = False) -> dict[str, str]:
 
     With ``verbose=True`` (notebook 00) also print Python, library versions and devices.
     Returns the printed facts as a dict, so a notebook can ``assert`` on them.
+
+    Taught in notebooks/00_start_here.
     """
     set_seed(seed)
     import keras
@@ -180,7 +201,10 @@ def report(seed: int = DEFAULT_SEED, verbose: bool = False) -> dict[str, str]:
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python and the course's libraries (``"not installed"`` when absent)."""
+    """Versions of Python and the course's libraries (``"not installed"`` when absent).
+
+    Taught in notebooks/00_start_here.
+    """
     from importlib import metadata
 
     out = {"python": platform.python_version()}

@@ -23,7 +23,10 @@ import numpy as np
 
 
 class ExerciseFailed(AssertionError):
-    """Raised by a check when the learner's function disagrees with the reference."""
+    """Raised by a check when the learner's function disagrees with the reference.
+
+    Taught in notebooks/00_start_here.
+    """
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class Case:
         description: shown to the learner when this case fails ("two identical boxes").
         args: positional arguments, passed to both the learner's function and the reference.
         kwargs: keyword arguments, likewise.
+
+    Taught in notebooks/00_start_here.
     """
 
     description: str
@@ -55,6 +60,8 @@ def allclose(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-5) ->
     """Default comparison: same shape and values within tolerance.
 
     Returns ``None`` when they agree, else a sentence saying how they differ.
+
+    Taught in notebooks/00_start_here.
     """
     try:
         got_arr = np.asarray(got, dtype=float)
@@ -71,7 +78,10 @@ def allclose(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-5) ->
 
 
 def exact(got: Any, expected: Any) -> str | None:
-    """Comparison for strings, ints and index lists: must be equal."""
+    """Comparison for strings, ints and index lists: must be equal.
+
+    Taught in notebooks/00_start_here.
+    """
     if isinstance(expected, np.ndarray) or isinstance(got, np.ndarray):
         g, e = np.asarray(got), np.asarray(expected)
         if g.shape != e.shape or not np.array_equal(g, e):
@@ -106,6 +116,8 @@ def check_function(
         NotImplementedError: the learner has not written the function yet (re-raised
             after a friendly line).
         ExerciseFailed: a case disagrees, or the learner's function raised.
+
+    Taught in notebooks/00_start_here.
     """
     for i, case in enumerate(cases, start=1):
         expected = reference_fn(*_copy(case.args), **_copy(case.kwargs))
@@ -167,7 +179,10 @@ BOX_AREA_CASES = [
 
 
 def check_box_area(fn: Callable) -> bool:
-    """Check a learner's ``box_area(boxes) -> (N,)`` against :func:`course_lib.ops.boxes.area`."""
+    """Check a learner's ``box_area(boxes) -> (N,)`` against :func:`course_lib.ops.boxes.area`.
+
+    Taught in notebooks/00_start_here.
+    """
     from course_lib.ops import boxes
 
     return check_function(
@@ -193,7 +208,10 @@ IOU_CASES = [
 
 
 def check_iou(fn: Callable) -> bool:
-    """Check a learner's ``iou(a, b) -> (N, M)`` against :func:`course_lib.ops.boxes.iou`."""
+    """Check a learner's ``iou(a, b) -> (N, M)`` against :func:`course_lib.ops.boxes.iou`.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
     from course_lib.ops import boxes
 
     return check_function(
@@ -214,7 +232,10 @@ LEVEL_ANCHOR_CASES = [
 
 def check_level_anchors(fn: Callable) -> bool:
     """Check ``level_anchors(image_shape, scale, ratios, stride) -> (n, 4)`` against
-    :func:`course_lib.ops.anchors.level_anchors`."""
+    :func:`course_lib.ops.anchors.level_anchors`.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
     from course_lib.ops import anchors
 
     return check_function(
@@ -238,7 +259,10 @@ ENCODE_CASES = [
 
 
 def check_encode(fn: Callable) -> bool:
-    """Check ``encode(boxes, anchors) -> (N, 4)`` deltas against :func:`course_lib.ops.boxes.encode`."""
+    """Check ``encode(boxes, anchors) -> (N, 4)`` deltas against :func:`course_lib.ops.boxes.encode`.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
     from course_lib.ops import boxes
 
     return check_function(
@@ -268,7 +292,10 @@ NMS_CASES = [
 
 def check_nms(fn: Callable) -> bool:
     """Check ``nms(boxes, scores, iou_threshold) -> indices`` against
-    :func:`course_lib.ops.nms.nms`."""
+    :func:`course_lib.ops.nms.nms`.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
     from course_lib.ops import nms
 
     return check_function(
@@ -303,7 +330,10 @@ MASK_IOU_CASES = [
 
 
 def check_mask_iou(fn: Callable) -> bool:
-    """Check ``mask_iou(a, b) -> float`` against :func:`course_lib.metrics.mask_iou`."""
+    """Check ``mask_iou(a, b) -> float`` against :func:`course_lib.metrics.mask_iou`.
+
+    Taught in notebooks/02_metrics.
+    """
     from course_lib import metrics
 
     return check_function(
@@ -325,7 +355,10 @@ RLE_CASES = [
 
 
 def check_rle_encode(fn: Callable) -> bool:
-    """Check ``rle_encode(mask) -> str`` against :func:`course_lib.ops.masks.rle_encode`."""
+    """Check ``rle_encode(mask) -> str`` against :func:`course_lib.ops.masks.rle_encode`.
+
+    Taught in notebooks/02_metrics.
+    """
     from course_lib.ops import masks
 
     return check_function(
@@ -351,7 +384,10 @@ PRECISION_AT_CASES = [
 
 def check_precision_at(fn: Callable) -> bool:
     """Check ``precision_at(iou, threshold) -> float`` against
-    :func:`course_lib.metrics.precision_at`."""
+    :func:`course_lib.metrics.precision_at`.
+
+    Taught in notebooks/02_metrics.
+    """
     from course_lib import metrics
 
     return check_function(
@@ -385,7 +421,10 @@ def _bilinear_point_reference(features, y, x):
 
 
 def check_bilinear_point(fn: Callable) -> bool:
-    """Check ``bilinear_point(features H×W, y, x) -> float`` against ``roi.bilinear_sample``."""
+    """Check ``bilinear_point(features H×W, y, x) -> float`` against ``roi.bilinear_sample``.
+
+    Taught in notebooks/07_roi_pool_vs_roi_align.
+    """
     return check_function(
         fn, _bilinear_point_reference, BILINEAR_POINT_CASES, name="bilinear_point",
         hint="cell (i, j)'s centre is the point (i, j): y0 = floor(y), ly = y - y0, weights "
@@ -415,7 +454,10 @@ def _roi_align_box_reference(features, box, output_size, spatial_scale, sampling
 
 
 def check_roi_align_box(fn: Callable) -> bool:
-    """Check ``roi_align_box(features, box, output_size, spatial_scale, sampling_ratio)``."""
+    """Check ``roi_align_box(features, box, output_size, spatial_scale, sampling_ratio)``.
+
+    Taught in notebooks/07_roi_pool_vs_roi_align.
+    """
     return check_function(
         fn, _roi_align_box_reference, ROI_ALIGN_BOX_CASES, name="roi_align_box",
         hint="start = y1 * spatial_scale - 0.5 (aligned), bin = (y2 - y1) * spatial_scale / h; "
@@ -441,7 +483,10 @@ def _fpn_level_reference(boxes):
 
 
 def check_fpn_level(fn: Callable) -> bool:
-    """Check ``fpn_level(boxes) -> (N,) ints`` against ``roi.fpn_level`` (P2–P5)."""
+    """Check ``fpn_level(boxes) -> (N,) ints`` against ``roi.fpn_level`` (P2–P5).
+
+    Taught in notebooks/07_roi_pool_vs_roi_align.
+    """
     return check_function(
         fn, _fpn_level_reference, FPN_LEVEL_CASES, name="fpn_level",
         compare=lambda got, exp: exact(np.asarray(got).astype(np.int64), exp),
@@ -493,7 +538,10 @@ def _weight_map_reference(labels, w0, sigma):
 
 
 def check_weight_map(fn: Callable) -> bool:
-    """Check ``weight_map(labels, w0, sigma) -> H×W`` against ``ops.weight_map.weight_map``."""
+    """Check ``weight_map(labels, w0, sigma) -> H×W`` against ``ops.weight_map.weight_map``.
+
+    Taught in notebooks/10_unet.
+    """
     return check_function(
         fn, _weight_map_reference, WEIGHT_MAP_CASES, name="weight_map",
         hint="one distance map per nucleus: distance_transform_edt(labels != i); sort them along "
@@ -518,7 +566,10 @@ def _unet_output_size_reference(input_size, depth):
 
 
 def check_unet_output_size(fn: Callable) -> bool:
-    """Check ``unet_output_size(input_size, depth) -> int`` (valid convolutions)."""
+    """Check ``unet_output_size(input_size, depth) -> int`` (valid convolutions).
+
+    Taught in notebooks/10_unet.
+    """
     return check_function(
         fn, _unet_output_size_reference, UNET_OUTPUT_SIZE_CASES, name="unet_output_size",
         compare=lambda got, exp: exact(int(got), exp) if np.ndim(got) == 0 else "not one number",
@@ -544,7 +595,10 @@ def _center_crop_reference(x, target_hw):
 
 
 def check_center_crop(fn: Callable) -> bool:
-    """Check ``center_crop(x (B, H, W, C), (h, w))`` against ``models.unet.center_crop``."""
+    """Check ``center_crop(x (B, H, W, C), (h, w))`` against ``models.unet.center_crop``.
+
+    Taught in notebooks/10_unet.
+    """
     return check_function(
         fn, _center_crop_reference, CENTER_CROP_CASES, name="center_crop",
         hint="top = (H - h) // 2 and left = (W - w) // 2, then x[:, top:top + h, left:left + w]; "
@@ -579,7 +633,10 @@ def _conv2d_reference(x, w, b, stride=1, padding="valid"):
 
 
 def check_conv2d(fn: Callable) -> bool:
-    """Check ``conv2d(x (H, W, C_in), w (kh, kw, C_in, C_out), b, stride, padding)``."""
+    """Check ``conv2d(x (H, W, C_in), w (kh, kw, C_in, C_out), b, stride, padding)``.
+
+    Taught in notebooks/03_convolution.
+    """
     return check_function(
         fn, _conv2d_reference, CONV2D_CASES, name="conv2d",
         hint="output size floor((n + pads - k) / stride) + 1; for 'same' pad a total of "
@@ -604,7 +661,10 @@ def _conv_output_size_reference(n, k, stride, padding, dilation):
 
 
 def check_conv_output_size(fn: Callable) -> bool:
-    """Check ``conv_output_size(n, k, stride, padding, dilation) -> int`` (int padding)."""
+    """Check ``conv_output_size(n, k, stride, padding, dilation) -> int`` (int padding).
+
+    Taught in notebooks/03_convolution.
+    """
     return check_function(
         fn, _conv_output_size_reference, CONV_OUTPUT_SIZE_CASES, name="conv_output_size",
         compare=lambda got, exp: exact(int(got), exp) if np.ndim(got) == 0 else "not one number",
@@ -683,6 +743,8 @@ def check_bottleneck_block(fn: Callable) -> bool:
 
     Compares the parameter count, the output shape, and the outputs once both blocks have the
     same weights (set by layer type and shape, so layer names and order do not matter).
+
+    Taught in notebooks/04_resnet.
     """
     def learner(input_shape, filters, stride, conv_shortcut):
         return _bottleneck_summary(fn, input_shape, filters, stride, conv_shortcut)
@@ -716,7 +778,10 @@ def _upsample_add_reference(higher, lateral):
 
 
 def check_upsample_add(fn: Callable) -> bool:
-    """Check ``upsample_add(higher (.., h, w, C), lateral (.., 2h, 2w, C))``."""
+    """Check ``upsample_add(higher (.., h, w, C), lateral (.., 2h, 2w, C))``.
+
+    Taught in notebooks/05_fpn.
+    """
     return check_function(
         fn, _upsample_add_reference, UPSAMPLE_ADD_CASES, name="upsample_add",
         hint="nearest-neighbour x2 copies each cell into a 2x2 block: np.repeat along the "
@@ -744,7 +809,10 @@ def _top_down_reference(laterals):
 
 
 def check_top_down(fn: Callable) -> bool:
-    """Check ``top_down(laterals [L2, L3, L4, L5]) -> [M2, M3, M4, M5]`` (NumPy)."""
+    """Check ``top_down(laterals [L2, L3, L4, L5]) -> [M2, M3, M4, M5]`` (NumPy).
+
+    Taught in notebooks/05_fpn.
+    """
     def learner(laterals):
         out = fn(laterals)
         if len(out) != 4:

@@ -36,6 +36,8 @@ def tile_origins(shape: tuple[int, int], tile_out: int | tuple[int, int]) -> lis
     """Top-left corners ``(y, x)`` of the output tiles that cover an ``H×W`` image once.
 
     Tiles start at multiples of ``tile_out``; the last row/column may extend past the image.
+
+    Taught in notebooks/10_unet.
     """
     th, tw = _pair(tile_out)
     h, w = shape[:2]
@@ -73,6 +75,8 @@ def overlap_tile_predict(
 
     Returns:
         ``H×W×K`` float32 predictions, every pixel from exactly one tile.
+
+    Taught in notebooks/10_unet.
     """
     image = np.asarray(image)
     if image.ndim == 2:
@@ -119,6 +123,8 @@ def model_tile_sizes(model, margin: int | None = None) -> tuple[int, int]:
     For a valid-convolution net both come from the model (e.g. 572 and 388). A same-padding
     net has equal sides: give ``margin`` (pixels of context discarded on each side) and get
     ``(T_in, T_in - 2·margin)``.
+
+    Taught in notebooks/10_unet.
     """
     t_in, t_out = model.input_shape[1], model.output_shape[1]
     if t_in is None:

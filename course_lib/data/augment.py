@@ -438,7 +438,10 @@ def _uniform(rng: np.random.Generator, bounds) -> float:
 
 @dataclass
 class FlipLeftRight:
-    """Random left-right mirror with probability ``p``."""
+    """Random left-right mirror with probability ``p``.
+
+    Taught in notebooks/01_data_tour.
+    """
 
     p: float = 0.5
 
@@ -448,7 +451,10 @@ class FlipLeftRight:
 
 @dataclass
 class FlipUpDown:
-    """Random up-down mirror with probability ``p``."""
+    """Random up-down mirror with probability ``p``.
+
+    Taught in notebooks/01_data_tour.
+    """
 
     p: float = 0.5
 
@@ -458,7 +464,10 @@ class FlipUpDown:
 
 @dataclass
 class Rotate90:
-    """With probability ``p``, 1-3 random quarter turns (H and W swap for odd turns)."""
+    """With probability ``p``, 1-3 random quarter turns (H and W swap for odd turns).
+
+    Taught in notebooks/01_data_tour.
+    """
 
     p: float = 0.5
 
@@ -473,6 +482,8 @@ class Affine:
     """Random scale / translate / rotate / shear, each drawn uniformly from its range.
 
     ``translate`` is a fraction of the image side; ``rotate`` and ``shear`` are degrees.
+
+    Taught in notebooks/01_data_tour.
     """
 
     scale: tuple[float, float] = (0.8, 1.2)
@@ -493,7 +504,10 @@ class Affine:
 
 @dataclass
 class Crop:
-    """Random crop keeping a fraction in ``fraction`` of each side, resized back to the input size."""
+    """Random crop keeping a fraction in ``fraction`` of each side, resized back to the input size.
+
+    Taught in notebooks/01_data_tour.
+    """
 
     fraction: tuple[float, float] = (0.9, 1.0)
     p: float = 0.5
@@ -511,7 +525,10 @@ class Crop:
 
 @dataclass
 class GaussianBlur:
-    """Blur with a sigma drawn from ``sigma`` (pixels)."""
+    """Blur with a sigma drawn from ``sigma`` (pixels).
+
+    Taught in notebooks/01_data_tour.
+    """
 
     sigma: tuple[float, float] = (0.0, 1.0)
     p: float = 0.3
@@ -524,7 +541,10 @@ class GaussianBlur:
 
 @dataclass
 class Contrast:
-    """Contrast factor drawn from ``factor`` (0.75-1.5)."""
+    """Contrast factor drawn from ``factor`` (0.75-1.5).
+
+    Taught in notebooks/01_data_tour.
+    """
 
     factor: tuple[float, float] = (0.75, 1.5)
     p: float = 0.5
@@ -537,7 +557,10 @@ class Contrast:
 
 @dataclass
 class Brightness:
-    """Brightness factor drawn from ``factor`` (0.8-1.2)."""
+    """Brightness factor drawn from ``factor`` (0.8-1.2).
+
+    Taught in notebooks/01_data_tour.
+    """
 
     factor: tuple[float, float] = (0.8, 1.2)
     p: float = 0.5
@@ -550,7 +573,10 @@ class Brightness:
 
 @dataclass
 class Elastic:
-    """:func:`elastic_deform` with probability ``p``."""
+    """:func:`elastic_deform` with probability ``p``.
+
+    Taught in notebooks/10_unet.
+    """
 
     grid: int = 3
     sigma: float = 10.0

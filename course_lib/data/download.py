@@ -328,6 +328,14 @@ def fetch(name: str, root: str | Path | None = None, expected_sha256: dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: ``python -m course_lib.data.download DATASET... [--sha256 F=HEX]``.
+
+    Parses ``argv`` (``sys.argv[1:]`` when None), fetches each named dataset with :func:`fetch`
+    into ``config.data_root()`` (enforcing any ``--sha256 FILE=HEX`` checksums given), prints
+    one ``name: path`` line per extracted folder or plain file and returns the exit status 0.
+
+    Taught in notebooks/01_data_tour.
+    """
     parser = argparse.ArgumentParser(description="Download the course's real datasets.")
     parser.add_argument("datasets", nargs="+", choices=sorted(SOURCES))
     parser.add_argument("--sha256", action="append", default=[], metavar="FILE=HEX",

@@ -59,6 +59,8 @@ def unet_level_sizes(input_size: int, depth: int = 4) -> list[tuple[str, int]]:
     Raises:
         ValueError: when a pooling would see an odd side, or a side would fall below the
             minimum; the message names the nearest valid input (:func:`valid_input_size`).
+
+    Taught in notebooks/10_unet.
     """
     _check_depth(depth)
     s = int(input_size)
@@ -106,12 +108,17 @@ def unet_output_size(input_size: int, depth: int = 4) -> int:
 
     Raises:
         ValueError: for an input that is not valid (see :func:`valid_input_size`).
+
+    Taught in notebooks/10_unet.
     """
     return unet_level_sizes(input_size, depth)[-1][1]
 
 
 def min_input_size(depth: int = 4) -> int:
-    """Smallest valid input side: bottom side 8, so ``2**d · 8 + 4 · (2**d - 1)`` (188 for d=4)."""
+    """Smallest valid input side: bottom side 8, so ``2**d · 8 + 4 · (2**d - 1)`` (188 for d=4).
+
+    Taught in notebooks/10_unet.
+    """
     _check_depth(depth)
     return 2 ** depth * _MIN_BOTTOM + 4 * (2 ** depth - 1)
 
@@ -128,6 +135,8 @@ def valid_input_size(input_size: int, depth: int = 4, direction: str = "nearest"
         depth: number of poolings.
         direction: ``"nearest"`` (ties go up), ``"up"`` (smallest valid ≥ input_size) or
             ``"down"`` (largest valid ≤ input_size, at least the minimum).
+
+    Taught in notebooks/10_unet.
     """
     _check_depth(depth)
     if direction not in ("nearest", "up", "down"):
@@ -148,6 +157,8 @@ def input_size_for_output(output_size: int, depth: int = 4) -> int:
     """Smallest valid input side whose output side is at least ``output_size``.
 
     Useful to choose an overlap-tile size: ask for the output tile you want.
+
+    Taught in notebooks/10_unet.
     """
     margin = 12 * 2 ** depth - 8  # input - output, the same for every valid input
     return valid_input_size(output_size + margin, depth, direction="up")
@@ -167,6 +178,8 @@ def center_crop(x: np.ndarray, target_hw: tuple[int, int]) -> np.ndarray:
 
     When ``H - h`` is odd the extra row is dropped at the bottom (the same rule as
     :func:`_crop_amounts`, and as the model's Cropping2D).
+
+    Taught in notebooks/10_unet.
     """
     x = np.asarray(x)
     h, w = target_hw
@@ -194,6 +207,8 @@ class PerImageStandardization(keras.layers.Layer):
 
     Nuclei images range from nearly black fluorescence to bright bright-field: standardising
     each image makes their contrast comparable before the first convolution.
+
+    Taught in notebooks/10_unet.
     """
 
     def __init__(self, epsilon: float = 1e-3, **kwargs):
@@ -261,6 +276,8 @@ def build_unet(
 
     Returns:
         A model mapping ``(B, H, W, C)`` to ``(B, H_out, W_out, n_classes)``.
+
+    Taught in notebooks/10_unet.
     """
     _check_depth(depth)
     if padding not in ("valid", "same"):
@@ -309,7 +326,10 @@ def build_unet(
 
 def paper_unet(input_size: int = 572, in_channels: int = 1, n_classes: int = 2,
                base_filters: int = 64, depth: int = 4, **kwargs) -> keras.Model:
-    """The paper's valid-convolution U-Net: 572×572×1 → 388×388×2 with the defaults."""
+    """The paper's valid-convolution U-Net: 572×572×1 → 388×388×2 with the defaults.
+
+    Taught in notebooks/10_unet.
+    """
     return build_unet((input_size, input_size, in_channels), n_classes=n_classes,
                       base_filters=base_filters, depth=depth, padding="valid", **kwargs)
 
@@ -322,6 +342,8 @@ def same_unet(input_shape: tuple = (None, None, 3), n_classes: int = 1, base_fil
     Defaults follow the common DSB2018 recipe: 3 input channels, one sigmoid output (the
     nucleus probability), 16 base filters. Use ``n_classes=3, final_activation="softmax"``
     for background / interior / border targets.
+
+    Taught in notebooks/10_unet.
     """
     return build_unet(input_shape, n_classes=n_classes, base_filters=base_filters, depth=depth,
                       padding="same", batch_norm=batch_norm, dropout=dropout,
@@ -336,6 +358,8 @@ def unet_parameter_count(base_filters: int = 64, depth: int = 4, in_channels: in
     (filters ``f_i = base·2**i``) down: ``3·3·f_{i-1}·f_i + f_i`` and ``3·3·f_i·f_i + f_i``;
     up: the 2×2 up-convolution ``2·2·f_{i+1}·f_i + f_i``, then ``3·3·2f_i·f_i + f_i`` (the
     concatenation doubles the channels) and ``3·3·f_i·f_i + f_i``; finally a 1×1 classifier.
+
+    Taught in notebooks/10_unet.
     """
     def conv(k, a, b):
         return k * k * a * b + b

@@ -220,7 +220,10 @@ def _split(boxes):
 
 
 def area_ops(boxes):
-    """``keras.ops`` twin of :func:`area` for ``(..., 4)`` tensors -> ``(...)``."""
+    """``keras.ops`` twin of :func:`area` for ``(..., 4)`` tensors -> ``(...)``.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
     y1, x1, y2, x2 = _split(boxes)
     return ops.maximum(y2 - y1, 0.0) * ops.maximum(x2 - x1, 0.0)
 
@@ -294,14 +297,20 @@ def clip_ops(boxes, shape):
 
 
 def to_normalized_ops(boxes, shape):
-    """``keras.ops`` twin of :func:`to_normalized` (static image shape)."""
+    """``keras.ops`` twin of :func:`to_normalized` (static image shape).
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
     h, w = _image_hw(shape)
     boxes = ops.convert_to_tensor(boxes, dtype="float32")
     return boxes / ops.convert_to_tensor(np.array([h, w, h, w], dtype=np.float32))
 
 
 def from_normalized_ops(boxes, shape):
-    """``keras.ops`` twin of :func:`from_normalized` (static image shape)."""
+    """``keras.ops`` twin of :func:`from_normalized` (static image shape).
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
     h, w = _image_hw(shape)
     boxes = ops.convert_to_tensor(boxes, dtype="float32")
     return boxes * ops.convert_to_tensor(np.array([h, w, h, w], dtype=np.float32))

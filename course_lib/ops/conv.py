@@ -278,6 +278,8 @@ class RFStep(NamedTuple):
     Attributes:
         size: side in input pixels of the region one output unit sees.
         jump: distance in input pixels between neighbouring output units (product of strides).
+
+    Taught in notebooks/03_convolution.
     """
 
     size: int

@@ -54,6 +54,8 @@ def connected_components(prob_or_mask: np.ndarray, threshold: float = 0.5,
         threshold: probability above which a pixel is foreground.
         min_size: drop instances smaller than this many pixels (0 = keep all).
         connectivity: 1 (4-neighbours) or 2 (8-neighbours).
+
+    Taught in notebooks/10_unet.
     """
     fg = _binary(prob_or_mask, threshold)
     return _relabel(measure.label(fg, connectivity=connectivity).astype(np.int32), min_size)
@@ -76,6 +78,8 @@ def watershed_instances(prob_or_mask: np.ndarray, threshold: float = 0.5,
     Returns:
         ``H×W int32`` labels. Each connected blob gets at least one instance even when it has
         no peak far enough from its neighbours.
+
+    Taught in notebooks/10_unet.
     """
     fg = _binary(prob_or_mask, threshold)
     if not fg.any():
@@ -114,6 +118,8 @@ def instances_from_three_class(probs_or_classes: np.ndarray, min_size: int = 0,
         ``H×W int32`` labels. The interiors' connected components are the seeds; a watershed
         on ``1 - p_interior`` (or the distance to the seeds for a class map) grows them over
         the nucleus-or-border pixels. Foreground regions with no seed become instances too.
+
+    Taught in notebooks/10_unet.
     """
     arr = np.asarray(probs_or_classes)
     if arr.ndim == 3 and arr.shape[-1] == 3:

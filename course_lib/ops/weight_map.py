@@ -57,6 +57,8 @@ def class_balance_weights(labels: np.ndarray, n_classes: int | None = None) -> n
 
     Returns:
         ``H×W`` float32 weights. An image with a single class gets weight 1 everywhere.
+
+    Taught in notebooks/10_unet.
     """
     labels = _check_labels(labels)
     classes = (labels > 0).astype(np.int64) if n_classes is None else labels
@@ -83,6 +85,8 @@ def nearest_two_distances(labels: np.ndarray, cutoff: float | None = None
 
     Returns:
         Two ``H×W`` float64 arrays; ``inf`` where fewer than one / two instances are in reach.
+
+    Taught in notebooks/10_unet.
     """
     labels = _check_labels(labels)
     h, w = labels.shape
@@ -120,6 +124,8 @@ def border_weight(labels: np.ndarray, w0: float = W0, sigma: float = SIGMA,
 
     Returns:
         ``H×W`` float32; 0 everywhere when the image holds fewer than two instances.
+
+    Taught in notebooks/10_unet.
     """
     labels = _check_labels(labels)
     if sigma <= 0:
@@ -151,6 +157,8 @@ def weight_map(labels: np.ndarray, w0: float = W0, sigma: float = SIGMA,
 
     Returns:
         ``H×W`` float32 weights, to pass to Keras as per-pixel ``sample_weight``.
+
+    Taught in notebooks/10_unet.
     """
     labels = _check_labels(labels)
     if class_weights == "balanced":
@@ -176,6 +184,8 @@ def instance_borders(labels: np.ndarray, width: int = 1) -> np.ndarray:
     nuclei are separated by both their rims. With ``width=1`` this equals
     ``skimage.segmentation.find_boundaries(labels, mode="inner")``. Pixels at the image edge
     are not borders by themselves (the image frame is not a label).
+
+    Taught in notebooks/10_unet.
     """
     labels = _check_labels(labels)
     if width < 1:
@@ -195,6 +205,8 @@ def three_class_target(labels: np.ndarray, border_width: int = 1) -> np.ndarray:
     touching nuclei apart: interiors of touching nuclei are separated by border pixels, so
     their connected components are the instances (see
     :func:`course_lib.ops.watershed.instances_from_three_class`).
+
+    Taught in notebooks/10_unet.
     """
     labels = _check_labels(labels)
     out = np.zeros(labels.shape, np.uint8)

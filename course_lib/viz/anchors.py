@@ -48,7 +48,10 @@ def _show(ax, image, shape):
 def outline_boxes(ax: plt.Axes, boxes: np.ndarray, color, linewidth: float = 0.6,
              linestyle: str = "-") -> LineCollection:
     """All boxes as one ``LineCollection`` (thousands of anchors draw in milliseconds, where
-    one ``Rectangle`` patch each takes seconds). Edges at -0.5 as in ``draw_boxes``."""
+    one ``Rectangle`` patch each takes seconds). Edges at -0.5 as in ``draw_boxes``.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
     b = np.asarray(boxes, dtype=float).reshape(-1, 4) - 0.5
     y1, x1, y2, x2 = b.T
     rings = np.stack([np.stack([x1, y1], 1), np.stack([x2, y1], 1), np.stack([x2, y2], 1),

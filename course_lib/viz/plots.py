@@ -17,7 +17,10 @@ from matplotlib.patches import Rectangle
 
 
 def instance_colors(n: int, seed: int = 0) -> np.ndarray:
-    """``(n, 3)`` float RGB colours in [0, 1], bright and distinct, the same for the same seed."""
+    """``(n, 3)`` float RGB colours in [0, 1], bright and distinct, the same for the same seed.
+
+    Taught in notebooks/00_start_here.
+    """
     rng = np.random.default_rng(seed)
     hues = (np.arange(n) * 0.618033988749895 + rng.random()) % 1.0
     import matplotlib.colors as mcolors
@@ -34,7 +37,10 @@ def _axes(ax: plt.Axes | None, figsize=(5, 5)) -> plt.Axes:
 
 def overlay_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.45,
                   colors: np.ndarray | None = None) -> np.ndarray:
-    """Blend ``H×W×N`` bool masks onto an ``H×W×3`` uint8 image; returns float RGB in [0, 1]."""
+    """Blend ``H×W×N`` bool masks onto an ``H×W×3`` uint8 image; returns float RGB in [0, 1].
+
+    Taught in notebooks/00_start_here.
+    """
     out = np.asarray(image, dtype=np.float64) / 255.0
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=2)
@@ -55,6 +61,8 @@ def draw_boxes(ax: plt.Axes, boxes: np.ndarray, colors: np.ndarray | Sequence | 
 
     ``imshow`` puts pixel (r, c)'s centre at (c, r), so its edges are at c - 0.5 and c + 0.5;
     a box edge x1 in our convention is drawn at x1 - 0.5.
+
+    Taught in notebooks/06_anchors_and_rpn.
     """
     boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
     colors = instance_colors(len(boxes)) if colors is None else colors
@@ -87,6 +95,8 @@ def show_instances(image: np.ndarray, masks: np.ndarray | None = None,
         masks: ``H×W×N`` bool, optional.
         boxes: ``(N, 4)`` pixel-edge boxes, optional (same colours as the masks).
         labels, scores: per instance, optional.
+
+    Taught in notebooks/00_start_here.
     """
     ax = _axes(ax)
     n = 0 if masks is None else np.asarray(masks).shape[-1]
@@ -105,7 +115,10 @@ def show_instances(image: np.ndarray, masks: np.ndarray | None = None,
 def compare_instances(image: np.ndarray, true_masks: np.ndarray, pred_masks: np.ndarray,
                       titles: tuple[str, str] = ("ground truth", "prediction"),
                       figsize=(10, 5)) -> plt.Figure:
-    """Ground truth and prediction side by side."""
+    """Ground truth and prediction side by side.
+
+    Taught in notebooks/02_metrics.
+    """
     fig, axes = plt.subplots(1, 2, figsize=figsize)
     show_instances(image, true_masks, title=titles[0], ax=axes[0])
     show_instances(image, pred_masks, title=titles[1], ax=axes[1])
@@ -115,7 +128,10 @@ def compare_instances(image: np.ndarray, true_masks: np.ndarray, pred_masks: np.
 
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
                ncols: int = 4, size: float = 3.0, cmap: str | None = None) -> plt.Figure:
-    """A grid of images with optional titles."""
+    """A grid of images with optional titles.
+
+    Taught in notebooks/01_data_tour.
+    """
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
@@ -131,7 +147,10 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
 
 def training_curves(history: dict[str, Sequence[float]], ax: plt.Axes | None = None,
                     keys: Sequence[str] | None = None) -> plt.Axes:
-    """Plot ``history`` (e.g. ``model.fit(...).history``): one line per key, val_ dashed."""
+    """Plot ``history`` (e.g. ``model.fit(...).history``): one line per key, val_ dashed.
+
+    Taught in notebooks/10_unet.
+    """
     ax = _axes(ax, figsize=(6, 4))
     for key in keys or history:
         values = history[key]

@@ -22,6 +22,8 @@ def color_labels(labels: np.ndarray) -> np.ndarray:
 
     Colours follow :func:`course_lib.viz.plots.instance_colors` (golden-ratio hues), so
     neighbouring ids, which are often neighbouring nuclei, get far-apart hues.
+
+    Taught in notebooks/10_unet.
     """
     from course_lib.viz.plots import instance_colors
 
@@ -35,7 +37,10 @@ def color_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def label_outlines(labels: np.ndarray) -> np.ndarray:
-    """``H×W`` bool outlines of every instance (for drawing over a map)."""
+    """``H×W`` bool outlines of every instance (for drawing over a map).
+
+    Taught in notebooks/10_unet.
+    """
     from skimage.segmentation import find_boundaries
 
     return find_boundaries(np.asarray(labels), mode="inner") & (np.asarray(labels) > 0)
@@ -55,6 +60,8 @@ def draw_weight_map(labels: np.ndarray, w0: float = W0, sigma: float = SIGMA,
     Returns:
         ``{"weight_map": H×W float32, "w0": w0, "sigma": sigma, "max": max weight,
         "figure": the figure}``.
+
+    Taught in notebooks/10_unet.
     """
     labels = np.asarray(labels)
     wmap = weight_map(labels, w0=w0, sigma=sigma, class_weights=class_weights)
@@ -81,6 +88,8 @@ def weight_map_explorer(labels: np.ndarray) -> Explorer:
 
     ``explorer.result`` holds what :func:`draw_weight_map` returned last (its
     ``"weight_map"`` entry is the map on screen).
+
+    Taught in notebooks/10_unet.
     """
     labels = np.asarray(labels)
 

@@ -35,6 +35,8 @@ class Explorer(widgets.VBox):
         output: the ``ipywidgets.Output`` the render function draws into.
         result: what ``render`` returned the last time it ran (for tests and notebooks).
         renders: how many times ``render`` has run.
+
+    Taught in notebooks/00_start_here.
     """
 
     def __init__(self, render: Callable[..., object], controls: dict[str, widgets.Widget],
@@ -81,12 +83,18 @@ class Explorer(widgets.VBox):
 
 def explorer(render: Callable[..., object], title: str | None = None,
              **controls: widgets.Widget) -> Explorer:
-    """Build an :class:`Explorer` from a pure ``render`` function and named controls."""
+    """Build an :class:`Explorer` from a pure ``render`` function and named controls.
+
+    Taught in notebooks/00_start_here.
+    """
     return Explorer(render, controls, title=title)
 
 
 def widget_check() -> Explorer:
-    """A one-slider explorer: if moving the slider changes the text, widgets work here."""
+    """A one-slider explorer: if moving the slider changes the text, widgets work here.
+
+    Taught in notebooks/00_start_here.
+    """
 
     def render(n: int) -> str:
         text = f"{n} squared is {n * n}"
