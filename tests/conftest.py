@@ -7,9 +7,16 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+from hypothesis import settings
 
 matplotlib.use("Agg")  # tests draw figures without a display
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# On CI, property tests draw the same examples every run: a red build is then reproducible,
+# never a dice roll. Locally they explore new examples each run (hypothesis' default).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
