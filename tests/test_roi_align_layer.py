@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 from layer_contract import check_layer_contract
+from other_backends import OTHER_BACKENDS, run_under_backend
 
 from course_lib.layers.roi_align import PyramidRoIAlign, RoIAlign
 from course_lib.ops import roi
@@ -89,8 +90,6 @@ def test_bad_settings_and_inputs_are_named():
         layer(_boxes(rng, 1, 2), _pyramid(rng, batch=1)[:3])
 
 
-_OTHER_BACKENDS = [b for b in ("jax", "torch") if __import__("importlib").util.find_spec(b)]
-
 _BACKEND_SCRIPT = """
 import numpy as np, keras
 assert keras.backend.backend() == {backend!r}
@@ -107,16 +106,7 @@ print("ok")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _OTHER_BACKENDS, reason="neither jax nor torch is installed")
-@pytest.mark.parametrize("backend", _OTHER_BACKENDS)
+@pytest.mark.skipif(not OTHER_BACKENDS, reason="neither jax nor torch is installed")
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_pyramid_roi_align_under_another_backend(backend):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(root))
-    done = subprocess.run([sys.executable, "-c", _BACKEND_SCRIPT.format(backend=backend)],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+    assert "ok" in run_under_backend(backend, _BACKEND_SCRIPT.format(backend=backend))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
+from other_backends import OTHER_BACKENDS, run_under_backend
 
 from course_lib.models import unet
 
@@ -121,15 +118,10 @@ def test_per_image_standardization_against_numpy_and_contract():
     check_layer_contract(layer, x, expected_shapes=[(2, 8, 9, 3)])
 
 
-def _other_backends():
-    return [b for b, mod in (("jax", "jax"), ("torch", "torch"))
-            if importlib.util.find_spec(mod) is not None]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_unet_builds_on_another_backend(backend):
-    if backend not in _other_backends():
+    if backend not in OTHER_BACKENDS:
         pytest.skip(f"{backend} is not installed: the backend test needs it")
     code = textwrap.dedent("""
         import numpy as np, keras
@@ -142,12 +134,8 @@ def test_unet_builds_on_another_backend(backend):
         assert y.shape == (1, 32, 32, 1), y.shape
         print("ok", m.count_params())
     """).replace("BACKEND", repr(backend))
-    env = dict(os.environ, KERAS_BACKEND=backend)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert res.stdout.split()[-1] == str(unet.unet_parameter_count(4, 2, 1, 2))
+    out = run_under_backend(backend, code, timeout=300)
+    assert out.split()[-1] == str(unet.unet_parameter_count(4, 2, 1, 2))
 
 
 def test_exercise_checks_accept_the_reference_and_reject_usual_mistakes(capsys):

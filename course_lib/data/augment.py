@@ -523,52 +523,62 @@ class Crop:
         return crop(image, masks, top, left, ch, cw, keep_size=True)
 
 
+class _PhotometricTransform:
+    """Base of the pixel-value transforms: with probability ``p``, draw one value uniformly
+    from ``bounds`` and apply ``self.apply(image, value)``; masks are left alone."""
+
+    bounds: tuple[float, float]
+    p: float
+
+    def apply(self, image: np.ndarray, value: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, image, masks, rng):
+        if rng.random() >= self.p:
+            return image, masks
+        return self.apply(image, _uniform(rng, self.bounds)), masks
+
+
 @dataclass
-class GaussianBlur:
-    """Blur with a sigma drawn from ``sigma`` (pixels).
+class GaussianBlur(_PhotometricTransform):
+    """Blur with a sigma (pixels) drawn from ``bounds``.
 
     Taught in notebooks/01_data_tour.
     """
 
-    sigma: tuple[float, float] = (0.0, 1.0)
+    bounds: tuple[float, float] = (0.0, 1.0)
     p: float = 0.3
 
-    def __call__(self, image, masks, rng):
-        if rng.random() >= self.p:
-            return image, masks
-        return gaussian_blur(image, _uniform(rng, self.sigma)), masks
+    def apply(self, image, value):
+        return gaussian_blur(image, value)
 
 
 @dataclass
-class Contrast:
-    """Contrast factor drawn from ``factor`` (0.75-1.5).
+class Contrast(_PhotometricTransform):
+    """Contrast factor drawn from ``bounds`` (0.75-1.5).
 
     Taught in notebooks/01_data_tour.
     """
 
-    factor: tuple[float, float] = (0.75, 1.5)
+    bounds: tuple[float, float] = (0.75, 1.5)
     p: float = 0.5
 
-    def __call__(self, image, masks, rng):
-        if rng.random() >= self.p:
-            return image, masks
-        return adjust_contrast(image, _uniform(rng, self.factor)), masks
+    def apply(self, image, value):
+        return adjust_contrast(image, value)
 
 
 @dataclass
-class Brightness:
-    """Brightness factor drawn from ``factor`` (0.8-1.2).
+class Brightness(_PhotometricTransform):
+    """Brightness factor drawn from ``bounds`` (0.8-1.2).
 
     Taught in notebooks/01_data_tour.
     """
 
-    factor: tuple[float, float] = (0.8, 1.2)
+    bounds: tuple[float, float] = (0.8, 1.2)
     p: float = 0.5
 
-    def __call__(self, image, masks, rng):
-        if rng.random() >= self.p:
-            return image, masks
-        return adjust_brightness(image, _uniform(rng, self.factor)), masks
+    def apply(self, image, value):
+        return adjust_brightness(image, value)
 
 
 @dataclass
