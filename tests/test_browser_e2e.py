@@ -120,7 +120,8 @@ import time
 import keras
 import numpy as np
 from IPython.display import display
-from course_lib.viz.widgets import LiveCurves, prediction_browser
+from course_lib.viz.live_curves import LiveCurves
+from course_lib.viz.prediction_browser import prediction_browser
 
 class OneSecondEpochs(keras.callbacks.Callback):   # time for the browser to see each redraw
     def on_epoch_end(self, epoch, logs=None):

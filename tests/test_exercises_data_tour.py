@@ -9,17 +9,18 @@ from scipy import ndimage
 from course_lib import exercises
 from course_lib.data.augment import flip_boxes_left_right
 from course_lib.data.nuclei import has_hole
+from course_lib.exercises import ch01_data_tour
 from course_lib.ops.masks import masks_to_boxes
 
 
 def test_hand_worked_cases_behind_the_checks():
     # rows 1-2 and columns 2-4 -> (1, 2, 3, 5); a single pixel (5, 7) -> (5, 7, 6, 8)
-    np.testing.assert_array_equal(masks_to_boxes(exercises._two_masks()),
+    np.testing.assert_array_equal(masks_to_boxes(ch01_data_tour._two_masks()),
                                   [[1, 2, 3, 5], [5, 7, 6, 8]])
     # x edges 2 and 5 in a 10-wide image land at 10 - 5 = 5 and 10 - 2 = 8
     np.testing.assert_array_equal(flip_boxes_left_right(np.array([[1.0, 2, 4, 5]]), 10),
                                   [[1, 5, 4, 8]])
-    assert has_hole(exercises._ring_mask()) and not has_hole(np.ones((3, 3), bool))
+    assert has_hole(ch01_data_tour._ring_mask()) and not has_hole(np.ones((3, 3), bool))
 
 
 def test_library_functions_pass(capsys):

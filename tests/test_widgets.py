@@ -36,7 +36,7 @@ def test_explorer_passes_every_control_value_and_closes_figures():
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from course_lib.viz import widgets as kit  # noqa: E402
+from course_lib.viz.prediction_browser import prediction_browser  # noqa: E402
 
 
 def _square(shape, top, left, size=4):
@@ -64,7 +64,7 @@ def _browser_inputs():
 
 def test_prediction_browser_follows_its_slider_with_hand_worked_scores():
     images, truths, preds = _browser_inputs()
-    w = kit.prediction_browser(images, truths, preds)
+    w = prediction_browser(images, truths, preds)
     assert w.result["index"] == 0 and w.result["score"] == pytest.approx(1.0)
     assert w.result["mean_best_iou"] == pytest.approx(1.0)
     w.controls["index"].value = 1
@@ -81,7 +81,7 @@ def test_prediction_browser_orders_worst_first_and_accepts_label_images():
     images, truths, preds = _browser_inputs()
     # Label images (0 background) instead of mask stacks: the same objects, so the same scores.
     to_labels = [(m * np.arange(1, m.shape[-1] + 1)).sum(-1).astype(np.int32) for m in truths]
-    w = kit.prediction_browser(images, to_labels, preds)
+    w = prediction_browser(images, to_labels, preds)
     w.controls["order"].value = "worst first"            # scores 1.0, 0.2, 0.5 -> 1, 2, 0
     assert [w.result["index"]] == [1]
     w.controls["index"].value = 1
@@ -94,13 +94,13 @@ def test_prediction_browser_orders_worst_first_and_accepts_label_images():
 
 def test_prediction_browser_shows_given_scores_and_rejects_bad_input():
     images, truths, preds = _browser_inputs()
-    w = kit.prediction_browser(images, truths, preds, scores=[0.9, 0.1, 0.4], names=["x", "y", "z"])
+    w = prediction_browser(images, truths, preds, scores=[0.9, 0.1, 0.4], names=["x", "y", "z"])
     w.controls["index"].value = 1
     assert w.result["score"] == pytest.approx(0.1) and w.result["text"].startswith("y (2/3)")
     with pytest.raises(ValueError, match="true_masks"):
-        kit.prediction_browser(images, truths[:2], preds)
+        prediction_browser(images, truths[:2], preds)
     with pytest.raises(ValueError, match="image 0"):
-        kit.prediction_browser(images, [t[:8] for t in truths], preds)
+        prediction_browser(images, [t[:8] for t in truths], preds)
 
 
 # ---------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def test_prediction_browser_shows_given_scores_and_rejects_bad_input():
 def test_live_curves_redraws_once_per_epoch_during_fit():
     import keras
 
-    from course_lib.viz.widgets import LiveCurves
+    from course_lib.viz.live_curves import LiveCurves
 
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
@@ -156,7 +156,7 @@ def test_explorer_shows_only_its_own_figures_and_closes_them_after_an_error():
 
 
 def test_live_curves_keys_every_and_bad_arguments():
-    from course_lib.viz.widgets import LiveCurves
+    from course_lib.viz.live_curves import LiveCurves
 
     live = LiveCurves(keys=["loss"])
     live.on_epoch_end(0, {"loss": 2.0, "acc": 0.5})

@@ -9,7 +9,7 @@ Two flavours share one builder, :func:`build_unet`:
   a 2×2 up-convolution (transposed convolution, stride 2) doubles it; the skip connection's
   larger map is centre-cropped to the up-sampled one and concatenated ("crop and copy").
   The output is smaller than the input: 572×572 in, 388×388 out with ``depth=4``. Predicting
-  a large image therefore needs overlap-tiling (:mod:`course_lib.inference_tiles`).
+  a large image therefore needs overlap-tiling (:mod:`course_lib.models.overlap_tile`).
 - ``padding="same"``: the variant most Kaggle/DSB write-ups (and the seed report) used.
   Zero-padded convolutions keep the side, so the output has the input's size (which must be
   divisible by ``2**depth``); optional batch normalisation and dropout.

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_lib.inference_tiles import model_tile_sizes, overlap_tile_predict, tile_origins
 from course_lib.models import unet
+from course_lib.models.overlap_tile import model_tile_sizes, overlap_tile_predict, tile_origins
 
 
 @settings(max_examples=30, deadline=None)

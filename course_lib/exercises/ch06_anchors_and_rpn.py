@@ -1,0 +1,124 @@
+"""Exercise checks of notebooks/06_anchors_and_rpn: IoU, anchors of one level, delta encoding, NMS.
+
+Taught in notebooks/06_anchors_and_rpn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from course_lib.exercises.checking import Case, check_function, exact
+
+IOU_CASES = [
+    Case("two 2x2 boxes overlapping in one pixel: IoU 1 / 7",
+         (np.array([[0.0, 0.0, 2.0, 2.0]]), np.array([[1.0, 1.0, 3.0, 3.0]]))),
+    Case("boxes that only touch along an edge: IoU 0",
+         (np.array([[0.0, 0.0, 2.0, 2.0]]), np.array([[2.0, 0.0, 4.0, 2.0]]))),
+    Case("2 boxes against 3 (the result is 2 x 3)",
+         (np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 15.0, 25.0]]),
+          np.array([[0.0, 0.0, 10.0, 10.0], [0.0, 5.0, 10.0, 15.0], [20.0, 20.0, 30.0, 30.0]]))),
+    Case("no boxes on one side: shape (0, 2)",
+         (np.zeros((0, 4)), np.array([[0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 2.0, 2.0]]))),
+]
+
+
+def check_iou(fn: Callable) -> bool:
+    """Check a learner's ``iou(a, b) -> (N, M)`` against :func:`course_lib.ops.boxes.iou`.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
+    from course_lib.ops import boxes
+
+    return check_function(
+        fn, boxes.iou, IOU_CASES, name="iou",
+        hint="broadcast a[:, None, :] against b[None, :, :]; clip the intersection's height and "
+             "width at 0 before multiplying (disjoint boxes), and no +1 on sizes.",
+    )
+
+
+LEVEL_ANCHOR_CASES = [
+    Case("one square anchor per cell on an 8x8 image, stride 4", ((8, 8), 4.0, (1.0,), 4)),
+    Case("three ratios on a 16x8 image, stride 8: h = s / sqrt(r), w = s * sqrt(r)",
+         ((16, 8), 16.0, (0.5, 1.0, 2.0), 8)),
+    Case("an image size that is not a multiple of the stride (grid of ceil(H / stride))",
+         ((10, 7), 8.0, (1.0, 2.0), 4)),
+]
+
+
+def check_level_anchors(fn: Callable) -> bool:
+    """Check ``level_anchors(image_shape, scale, ratios, stride) -> (n, 4)`` against
+    :func:`course_lib.ops.anchors.level_anchors`.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
+    from course_lib.ops import anchors
+
+    return check_function(
+        fn, anchors.level_anchors, LEVEL_ANCHOR_CASES, name="level_anchors",
+        hint="centres are at (i + 0.5) * stride; loop order row, column, then ratio innermost; "
+             "the grid has ceil(H / stride) rows.",
+    )
+
+
+ENCODE_CASES = [
+    Case("a box equal to its anchor: all deltas 0",
+         (np.array([[0.0, 0.0, 10.0, 10.0]]), np.array([[0.0, 0.0, 10.0, 10.0]]))),
+    Case("shifted by 1 px down on a 10-px anchor: dy = 1 / 10 / 0.1 = 1",
+         (np.array([[1.0, 0.0, 11.0, 10.0]]), np.array([[0.0, 0.0, 10.0, 10.0]]))),
+    Case("twice as tall, half as wide: log dh = log 2 / 0.2",
+         (np.array([[-5.0, 2.5, 15.0, 7.5]]), np.array([[0.0, 0.0, 10.0, 10.0]]))),
+    Case("several rows at once",
+         (np.array([[2.0, 3.0, 30.0, 20.0], [0.0, 0.0, 4.0, 4.0]]),
+          np.array([[0.0, 0.0, 32.0, 16.0], [1.0, 1.0, 5.0, 9.0]]))),
+]
+
+
+def check_encode(fn: Callable) -> bool:
+    """Check ``encode(boxes, anchors) -> (N, 4)`` deltas against :func:`course_lib.ops.boxes.encode`.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
+    from course_lib.ops import boxes
+
+    return check_function(
+        fn, boxes.encode, ENCODE_CASES, name="encode",
+        hint="use centres (y1 + y2) / 2 and sizes y2 - y1; dy = (cy - acy) / ah; dh = log(h / ah); "
+             "then divide by (0.1, 0.1, 0.2, 0.2).",
+    )
+
+
+def _nms_scene(seed: int, n: int):
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(0, 60, (n, 2))
+    hw = rng.uniform(6, 30, (n, 2))
+    return np.concatenate([c - hw / 2, c + hw / 2], 1), rng.random(n)
+
+
+NMS_CASES = [
+    Case("three boxes: the middle-scored one overlaps the best by 90 / 110",
+         (np.array([[0.0, 0.0, 10.0, 10.0], [0.0, 1.0, 10.0, 11.0], [0.0, 20.0, 10.0, 30.0]]),
+          np.array([0.9, 0.8, 0.7]), 0.5)),
+    Case("IoU exactly at the threshold is kept (suppress only when IoU > threshold)",
+         (np.array([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 5.0]]), np.array([0.6, 0.9]), 0.5)),
+    Case("30 random boxes at threshold 0.3", (*_nms_scene(0, 30), 0.3)),
+    Case("no boxes at all", (np.zeros((0, 4)), np.zeros(0), 0.5)),
+]
+
+
+def check_nms(fn: Callable) -> bool:
+    """Check ``nms(boxes, scores, iou_threshold) -> indices`` against
+    :func:`course_lib.ops.nms.nms`.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
+    from course_lib.ops import nms
+
+    return check_function(
+        fn, lambda b, s, t: nms.nms(b, s, t), NMS_CASES, name="nms",
+        compare=lambda got, expected: exact(np.asarray(got, dtype=np.int64).reshape(-1),
+                                            expected),
+        hint="sort by score (highest first), keep the first, drop the rest whose IoU with it is "
+             "> threshold, repeat on what is left; return indices into the original boxes.",
+    )
