@@ -2,7 +2,7 @@
 #   make lab    set up (venv, package, synthetic data when none is there) and open JupyterLab
 #   make test   set up the same way, then run the unit tests and every notebook with nbval
 #
-# Only Python 3.10-3.12 with venv is needed. A second run reinstalls nothing unless
+# Only Python 3.10-3.13 with venv is needed. A second run reinstalls nothing unless
 # pyproject.toml changed (the stamp file below records the last install).
 
 PYTHON   ?= python3
@@ -11,7 +11,8 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.course-installed
 DATA_STAMP := data/.prepared
 export COURSE_MODE ?= quick
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# TensorFlow's C++ start-up log lines are silenced by course_lib itself (course_lib/__init__.py),
+# stricter on machines without an NVIDIA driver; set TF_CPP_MIN_LOG_LEVEL yourself to override.
 export PYTHONHASHSEED ?= 0
 # Keep JupyterLab and nbval kernels from touching the user's global config.
 export JUPYTER_PLATFORM_DIRS ?= 1
@@ -20,7 +21,7 @@ NBVAL_FLAGS := --nbval-lax --nbval-cell-timeout=300 --nbval-sanitize-with tests/
 NOTEBOOK_DIRS := notebooks solutions exercises
 LAB_PORT ?= 8888
 
-.PHONY: install data lab test test-unit test-notebooks exercises strip lint bench clean
+.PHONY: install data lab test test-unit test-notebooks test-execute exercises strip lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,17 +43,25 @@ data: $(DATA_STAMP)
 # Jupyter refuses to start as root unless told; containers and cloud VMs often run as root.
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# Serve the repository root (so notebooks/, exercises/ and solutions/ are all in the file browser
+# and the notebooks' relative links work) and open 00_start_here in it.
 lab: $(DATA_STAMP)
-	$(BIN)/jupyter lab --port=$(LAB_PORT) $(LAB_FLAGS) notebooks/00_start_here.ipynb
+	$(BIN)/jupyter lab --port=$(LAB_PORT) $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
+		notebooks/00_start_here.ipynb
 
 test: $(DATA_STAMP)
 	$(BIN)/python -m pytest tests $(NOTEBOOK_DIRS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests --ignore=tests/test_notebooks_execute.py $(PYTEST_ARGS)
 
 test-notebooks: $(DATA_STAMP)
-	$(BIN)/python -m pytest $(NOTEBOOK_DIRS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(NOTEBOOK_DIRS) tests/test_notebooks_execute.py $(NBVAL_FLAGS) $(PYTEST_ARGS)
+
+# Only the lessons through nbclient (as `jupyter nbconvert --execute` runs them), on TensorFlow and
+# on JAX, with a per-cell timeout (`make test` runs this too, as part of tests/).
+test-execute: $(DATA_STAMP)
+	$(BIN)/python -m pytest tests/test_notebooks_execute.py $(PYTEST_ARGS)
 
 # Regenerate exercises/ from solutions/ (tests fail when exercises/ is stale).
 exercises: $(STAMP)

@@ -18,9 +18,11 @@ synthetic look-alikes otherwise; it says which at the top.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,10 @@ DEFAULT_SEED = 42
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 MODES = ("quick", "full")
+
+#: ``PYTHONHASHSEED`` as this process found it (read at import; what the interpreter saw at its
+#: start, unless something changed the environment before the course was imported).
+_HASH_SEED_AT_START = os.environ.get("PYTHONHASHSEED")
 
 
 @dataclass(frozen=True)
@@ -92,12 +98,53 @@ def gpu_devices() -> tuple[str, ...]:
     return ()
 
 
-def keras_backend() -> str:
-    """The Keras backend in use (``KERAS_BACKEND``, default ``tensorflow``).
+def keras_config_path() -> Path:
+    """Where Keras keeps ``keras.json``: ``$KERAS_HOME``, else ``~/.keras`` (``/tmp/.keras``
+    when the home folder is not writable), as Keras itself decides at import.
 
     Taught in notebooks/00_start_here.
     """
-    return os.environ.get("KERAS_BACKEND", "tensorflow")
+    home = os.environ.get("KERAS_HOME")
+    if home is None:
+        base = os.path.expanduser("~")
+        if not os.access(base, os.W_OK):
+            base = "/tmp"
+        home = os.path.join(base, ".keras")
+    return Path(os.path.expanduser(home)) / "keras.json"
+
+
+def configured_keras_backend() -> str:
+    """The backend Keras *will* choose when imported, read the way Keras reads it.
+
+    ``KERAS_BACKEND`` when set and not empty; else the ``"backend"`` of ``keras.json``
+    (:func:`keras_config_path`; an unreadable or invalid file counts as absent); else
+    ``"tensorflow"``. Needs no Keras import, so it is cheap.
+
+    Taught in notebooks/00_start_here.
+    """
+    env = os.environ.get("KERAS_BACKEND")
+    if env:
+        return env
+    path = keras_config_path()
+    try:
+        with open(path) as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):  # missing, unreadable, not JSON, not a dict
+        backend = None
+    return backend if isinstance(backend, str) and backend else "tensorflow"
+
+
+def keras_backend() -> str:
+    """The Keras backend in use: Keras' own answer once it is imported (the backend is fixed at
+    import and the environment may have changed since), else :func:`configured_keras_backend`.
+
+    Taught in notebooks/00_start_here.
+    """
+    keras = sys.modules.get("keras")
+    backend_fn = getattr(getattr(keras, "config", None), "backend", None)
+    if callable(backend_fn):
+        return backend_fn()
+    return configured_keras_backend()
 
 
 def mode() -> str:
@@ -143,33 +190,82 @@ DATASET_LAYOUT = {
 def dataset_status() -> dict[str, tuple[str, Path | None]]:
     """For each dataset, ``(source, path)``: source is ``"real"``, ``"synthetic"`` or ``"missing"``.
 
-    A folder counts as present when it exists and is not empty.
+    A real folder counts as present when it exists and is not empty (the downloader renames
+    its folders into place only once complete; a copy of your own has no marker). A synthetic
+    set counts only when its completion marker (``course_lib.data.marker``), written last, is
+    there; ``data.prepare`` also checks that the marker matches the mode's settings.
 
     Taught in notebooks/00_start_here.
     """
+    from course_lib.data.marker import is_complete
+
     root = data_root()
     status: dict[str, tuple[str, Path | None]] = {}
     for name, (real, synthetic) in DATASET_LAYOUT.items():
         status[name] = ("missing", None)
         for source, rel in (("real", real), ("synthetic", synthetic)):
             path = root / rel
-            if path.is_dir() and any(path.iterdir()):
+            present = is_complete(path) if source == "synthetic" else \
+                path.is_dir() and any(path.iterdir())
+            if present:
                 status[name] = (source, path)
                 break
     return status
 
 
-def set_seed(seed: int = DEFAULT_SEED) -> None:
-    """Seed Python, NumPy and Keras (which seeds its backend) so reruns show the same numbers.
+def set_seed(seed: int = DEFAULT_SEED, deterministic_ops: bool = False) -> dict[str, str]:
+    """Seed every generator a run draws from, so a rerun shows the same numbers.
+
+    Seeds Python's :mod:`random`, NumPy's global generator and Keras' global seed
+    (``keras.utils.set_random_seed``, which also seeds the backend: ``tf.random.set_seed``,
+    ``torch.manual_seed``, and the seed ``keras.random`` and weight initialisers draw from
+    under JAX). That fixes weight initialisation, ``keras.random`` draws, dropout, shuffling
+    and the course's augmentations.
+
+    What it cannot do: Python randomises the hash of ``str`` and ``bytes`` (so the iteration
+    order of a set of strings) once, when the interpreter *starts*. Setting
+    ``os.environ["PYTHONHASHSEED"]`` afterwards changes nothing in the running process, so this
+    function does not pretend to; start Python with ``PYTHONHASHSEED=0`` (the Makefile does,
+    and the notebook kernels it starts inherit it). The returned ``"str hashing"`` fact says
+    which case this process is in.
+
+    Args:
+        seed: the seed for all generators.
+        deterministic_ops: also ask the backend for deterministic kernels (TensorFlow:
+            ``tf.config.experimental.enable_op_determinism``; PyTorch:
+            ``torch.use_deterministic_algorithms``). Off by default: it slows some GPU ops and
+            makes ops without a deterministic kernel raise. On a CPU it costs little.
+
+    Returns:
+        What was set, as printable facts: ``{"seed", "str hashing", "deterministic ops"}``.
 
     Taught in notebooks/00_start_here.
     """
+    seed = int(seed)
     random.seed(seed)
     np.random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     import keras
 
     keras.utils.set_random_seed(seed)
+    deterministic = "off"
+    if deterministic_ops:
+        backend = keras.config.backend()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
+            deterministic = "on (tensorflow)"
+        elif backend == "torch":
+            import torch
+
+            torch.use_deterministic_algorithms(True)
+            deterministic = "on (torch)"
+        else:  # JAX on CPU is deterministic; on GPU it is set by XLA flags at start-up
+            deterministic = f"not settable at run time for {backend}"
+    hashing = (f"fixed (PYTHONHASHSEED={_HASH_SEED_AT_START})"
+               if _HASH_SEED_AT_START not in (None, "", "random")
+               else "random per process (start Python with PYTHONHASHSEED=0 to fix it)")
+    return {"seed": str(seed), "str hashing": hashing, "deterministic ops": deterministic}
 
 
 def report(seed: int = DEFAULT_SEED, verbose: bool = False) -> dict[str, str]:
@@ -180,7 +276,7 @@ def report(seed: int = DEFAULT_SEED, verbose: bool = False) -> dict[str, str]:
 
     Taught in notebooks/00_start_here.
     """
-    set_seed(seed)
+    seeded = set_seed(seed)
     import keras
 
     facts = {
@@ -194,6 +290,8 @@ def report(seed: int = DEFAULT_SEED, verbose: bool = False) -> dict[str, str]:
     print("Data: " + "; ".join(f"{k[5:]}: {v}" for k, v in facts.items() if k.startswith("data.")))
     if verbose:
         facts.update(versions())
+        facts.update(seeded)
+        print(f"  seed {seeded['seed']}; str hashing: {seeded['str hashing']}")
         for key in ("python", "numpy", "keras", "tensorflow", "jax", "torch", "skimage",
                     "pycocotools", "ipywidgets", "matplotlib"):
             print(f"  {key:<12} {facts.get(key, '-')}")

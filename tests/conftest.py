@@ -32,13 +32,44 @@ def real_dsb_root() -> Path | None:
     return None
 
 
+def skip_unless_ci(reason: str) -> None:
+    """Skip the running test for a missing optional resource, or fail it under CI (env CI set).
+
+    A laptop without the real data or a browser skips; CI must really run those tests, so
+    there a missing resource is a red build, never a quiet skip.
+    """
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set, so this test must run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def real_dsb() -> Path:
-    """Path to the real DSB2018 stage1_train folder; skips the test when it is absent."""
+    """Path to the real DSB2018 stage1_train folder: skips when absent, fails under CI.
+
+    The one gate for every test on the real nuclei: such a test takes this fixture (and is
+    marked ``real_data`` automatically, see ``pytest_collection_modifyitems``).
+    """
     path = real_dsb_root()
     if path is None:
-        pytest.skip("real DSB2018 data not present (set COURSE_REAL_DSB to its stage1_train)")
+        skip_unless_ci("real DSB2018 data not present at ../shared/data/dsb2018/stage1_train "
+                       "(or set COURSE_REAL_DSB to its stage1_train folder)")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tie the ``real_data`` marker to the ``real_dsb`` fixture, both ways.
+
+    A test that uses the fixture gets the marker (so ``-m "not real_data"`` deselects it);
+    a test marked ``real_data`` without the fixture would bypass the CI gate, so it is an error.
+    """
+    for item in items:
+        uses_fixture = "real_dsb" in getattr(item, "fixturenames", ())
+        if uses_fixture and item.get_closest_marker("real_data") is None:
+            item.add_marker(pytest.mark.real_data)
+        elif item.get_closest_marker("real_data") is not None and not uses_fixture:
+            raise pytest.UsageError(f"{item.nodeid} is marked real_data but does not take the "
+                                    "real_dsb fixture; take it, so CI cannot skip it silently")
 
 
 @pytest.fixture

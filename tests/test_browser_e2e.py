@@ -11,7 +11,12 @@ Needs /usr/bin/chromium (Debian package `chromium`; `.ci/run` installs it) and P
 Python (the `dev` extra). Skips without them, except under CI (env CI set), where it fails:
 CI must really run it. Screenshots go to test-artifacts/ (gitignored).
 
-A second test does the same for the two widgets a kernel-less test cannot fully check:
+A learner must also reach the exercises: JupyterLab serves a copy of the repository layout
+(``notebooks/``, ``exercises/``, ``solutions/``, as ``make lab`` serves the repository root),
+and a test opens an exercise notebook through the file browser, and through the link in the
+lesson's course map.
+
+A further test does the same for the two widgets a kernel-less test cannot fully check:
 LiveCurves must redraw in the browser while ``fit`` is still running (one picture per epoch),
 and the prediction browser's slider must bring the next image's hand-worked score.
 """
@@ -19,15 +24,17 @@ and the prediction browser's slider must bring the next image's hand-worked scor
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import pytest
 
 from tests.browser_harness import (
     ARTIFACTS,
+    KERNEL_IDLE_JS,
+    REPO_ROOT,
     JupyterLab,
     cell_errors,
-    copy_notebooks,
     launch_chromium,
     missing_browser_tools,
     open_notebook,
@@ -35,7 +42,8 @@ from tests.browser_harness import (
     run_all_cells,
 )
 
-NOTEBOOK = "00_start_here.ipynb"
+NOTEBOOK = "notebooks/00_start_here.ipynb"
+EXERCISE = "exercises/00_start_here.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +57,12 @@ def tools():
 
 @pytest.fixture(scope="module")
 def lab(tools, tmp_path_factory):
-    """One private JupyterLab for the module, serving a temporary copy of the notebooks."""
+    """One private JupyterLab for the module, serving a temporary copy of the repository layout."""
     base = tmp_path_factory.mktemp("lab")
     root = base / "root"
-    copy_notebooks([NOTEBOOK], root)
+    for folder in ("notebooks", "exercises", "solutions"):   # what `make lab` shows, in a copy
+        (root / folder).mkdir(parents=True)
+        shutil.copy2(REPO_ROOT / folder / "00_start_here.ipynb", root / folder)
     with JupyterLab(root, home=base / "home") as server:
         yield server
 
@@ -110,6 +120,46 @@ def test_widget_check_slider_updates_its_text_in_jupyterlab(lab, page):
         _on_failure(lab, page, "widget_check_failure.png")
         raise
     print(f"test: {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.slow
+def test_exercise_opens_from_the_file_browser_and_from_the_lesson_link(lab, page):
+    try:
+        # 1. The file browser at the served root shows the three folders; open exercises/, then
+        #    the exercise notebook, by double clicks as a learner does.
+        page.goto(lab.url("lab/workspaces/file-browser"), timeout=90_000)
+        listing = page.locator(".jp-DirListing-content")
+        listing.wait_for(timeout=90_000)
+        for folder in ("notebooks", "exercises", "solutions"):
+            page.locator(".jp-DirListing-item", has_text=folder).first.wait_for(timeout=30_000)
+        page.locator(".jp-DirListing-item", has_text="exercises").first.dblclick()
+        page.wait_for_function(
+            "() => /exercises/.test(document.querySelector('.jp-FileBrowser-crumbs')?.innerText ?? '')",
+            timeout=30_000)
+        page.locator(".jp-DirListing-item", has_text="00_start_here.ipynb").first.dblclick()
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=90_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-RenderedMarkdown')]"
+            ".some(e => /00 · Start here: exercises/.test(e.innerText))", timeout=60_000)
+        assert page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").count() >= 4
+        page.screenshot(path=str(ARTIFACTS / "exercise_from_file_browser.png"))
+
+        # 2. The lesson's course map links to ../exercises/00_start_here.ipynb: a click opens it.
+        open_notebook(page, lab, NOTEBOOK, workspace="lesson-link")
+        # (JupyterLab rewrites a relative href to a server URL and opens the file itself on click)
+        link = page.locator(".jp-RenderedMarkdown a", has_text="exercises/00_start_here.ipynb").first
+        link.scroll_into_view_if_needed()
+        link.click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.lm-TabBar-tab.lm-mod-current')]"
+            ".some(t => /00_start_here/.test(t.innerText)) && "
+            "[...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-RenderedMarkdown')]"
+            ".some(e => /00 · Start here: exercises/.test(e.innerText))", timeout=60_000)
+        page.wait_for_function(f"() => {KERNEL_IDLE_JS}", timeout=90_000, polling=200)
+        page.screenshot(path=str(ARTIFACTS / "exercise_from_lesson_link.png"))
+    except Exception:
+        _on_failure(lab, page, "exercise_navigation_failure.png")
+        raise
 
 
 # A test-only notebook: LiveCurves during a slow 4-epoch fit, then a prediction browser over

@@ -184,10 +184,15 @@ def test_dsb_folder_contract(tmp_path):
         m = np.zeros((12, 10), np.uint8)
         m[r:r + 4, c:c + 3] = 255
         Image.fromarray(m).save(sample / "masks" / f"m{k}.png")
+    Image.fromarray(np.zeros((12, 10), np.uint8)).save(sample / "masks" / "empty.png")
     provider = C.open_dataset(tmp_path / "stage")
     assert isinstance(provider, C.DsbFolderSamples)
     _check_contract(provider)
     assert provider.load(0)[1].shape == (12, 10, 2)
+    # the loader's repairs are reported, not silent: the empty mask file is counted
+    _, masks, _, ignored = provider.load_with_ignore(0)
+    assert masks.shape == (12, 10, 2) and ignored.masks.shape == (12, 10, 0)
+    assert ignored.dropped == {"empty_mask": 1}
 
 
 def test_open_dataset_dispatches(coco_dir, tmp_path):
@@ -209,3 +214,48 @@ def test_dsb_provider_on_real_data(real_dsb):
 
     provider = C.DsbFolderSamples(sample_dirs=nuclei.index_samples(real_dsb)[:2])
     _check_contract(provider)
+
+
+def test_crowd_and_unmapped_annotations_become_ignore_regions(coco_dir):
+    # the fixture's crowd annotation (id 3) covers ~blob; add one of a category the json does
+    # not list (42): neither may silently become background
+    path, blob = coco_dir
+    data = json.loads(path.read_text())
+    stray = np.zeros((10, 12), bool)
+    stray[0:2, 8:12] = True
+    data["annotations"].append({"id": 4, "image_id": 5, "category_id": 42, "iscrowd": 0,
+                                "segmentation": _rle(stray), "bbox": [8, 0, 4, 2], "area": 8})
+    provider = C.CocoSamples(data, image_dir=path.parent / "images")
+    image, masks, ids = provider.load(0)  # the three-value contract is unchanged
+    assert masks.shape[-1] == 2 and list(ids) == [2, 1]
+    image4, masks4, ids4, ignored = provider.load_with_ignore(0)
+    np.testing.assert_array_equal(masks4, masks)
+    assert ignored.reasons == ("crowd", "unmapped") and ignored.dropped == {}
+    np.testing.assert_array_equal(ignored.masks[..., 0], ~blob)
+    np.testing.assert_array_equal(ignored.masks[..., 1], stray)
+    # through the pipeline: 10 x 12 into a 12 square (scale 1.2 would not be exact, so use
+    # 24: scale 2, window (2, 0, 22, 24)); the stray box rows 0..2, cols 8..12 becomes
+    # (0 * 2 + 2, 16, 2 * 2 + 2, 24) = (2, 16, 6, 24), the crowd box (the whole image but the
+    # blob's corner) (2, 0, 22, 24)
+    from course_lib.data.pipeline import MaskRCNNDataset
+
+    ds = MaskRCNNDataset(provider, batch_size=1, image_size=24, shuffle=False, max_ignore=3)
+    b = ds[0]
+    assert b["gt_ignore_count"][0] == 2
+    np.testing.assert_array_equal(b["gt_ignore_boxes"][0, :2], [[2, 0, 22, 24], [2, 16, 6, 24]])
+    assert ds.drop_summary() == {"crowd": 1, "unmapped": 1}
+
+
+def test_colour_label_folder_keeps_every_instance(tmp_path):
+    # two touching instances that differ only in green: channel 0 alone would merge them
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[1:4, 1:4] = (255, 0, 0)
+    rgb[1:4, 4:7] = (255, 80, 0)
+    Image.fromarray(np.full((6, 8, 3), 90, np.uint8)).save(tmp_path / "images" / "p.png")
+    Image.fromarray(rgb).save(tmp_path / "labels" / "p.png")
+    _, masks, ids = C.LabelFolderSamples(tmp_path).load(0)
+    assert masks.shape == (6, 8, 2) and list(ids) == [1, 1]
+    assert masks[1:4, 1:4, 0].all() and masks[..., 0].sum() == 9
+    assert masks[1:4, 4:7, 1].all() and masks[..., 1].sum() == 9

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -39,6 +45,9 @@ def test_dataset_status_prefers_real_over_synthetic(data_root):
     assert config.dataset_status()["nuclei"] == ("missing", None)
     synthetic = data_root / "synthetic/nuclei/stage1_train"
     (synthetic / "abc").mkdir(parents=True)
+    # a synthetic set counts only once its completion marker (written last) is there
+    assert config.dataset_status()["nuclei"] == ("missing", None), "half a set is not data"
+    (synthetic / ".course-complete.json").write_text('{"n_images": 1}')
     assert config.dataset_status()["nuclei"] == ("synthetic", synthetic)
     real = data_root / "dsb2018/stage1_train"
     real.mkdir(parents=True)
@@ -47,21 +56,120 @@ def test_dataset_status_prefers_real_over_synthetic(data_root):
     assert config.dataset_status()["nuclei"] == ("real", real)
 
 
-def test_set_seed_makes_numpy_and_keras_repeat():
+def _draws():
+    """One draw from every generator a notebook uses: Python, NumPy, keras.random, a fresh
+    layer's initial weights, and TensorFlow's own global generator."""
+    import keras
+    import tensorflow as tf
+
+    layer = keras.layers.Dense(3)
+    layer.build((None, 2))
+    return (random.random(), np.random.rand(3),
+            keras.ops.convert_to_numpy(keras.random.uniform((3,))),
+            keras.ops.convert_to_numpy(layer.kernel), tf.random.uniform((2,)).numpy())
+
+
+def test_set_seed_makes_every_generator_repeat():
+    config.set_seed(7)
+    a = _draws()
+    config.set_seed(7)
+    b = _draws()
+    config.set_seed(8)
+    c = _draws()
+    for x, y, z in zip(a, b, c, strict=True):
+        np.testing.assert_array_equal(x, y)
+        assert not np.array_equal(x, z)
+
+
+def test_set_seed_reports_what_it_cannot_fix(monkeypatch):
+    monkeypatch.setattr(config, "_HASH_SEED_AT_START", None)
+    facts = config.set_seed(3)
+    assert facts["seed"] == "3" and facts["deterministic ops"] == "off"
+    assert facts["str hashing"].startswith("random per process")
+    monkeypatch.setattr(config, "_HASH_SEED_AT_START", "0")
+    assert config.set_seed(3)["str hashing"] == "fixed (PYTHONHASHSEED=0)"
+
+
+def _hash_in_fresh_python(env_seed: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
+    if env_seed is not None:
+        env["PYTHONHASHSEED"] = env_seed
+    # what the old set_seed did: set the variable at run time, then hash
+    code = "import os; os.environ['PYTHONHASHSEED'] = '0'; print(hash('nucleus'))"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_pythonhashseed_works_only_at_start_which_is_why_set_seed_leaves_it():
+    """The fact behind set_seed's docstring, shown on the interpreter itself: setting the
+    variable at run time leaves str hashes random; setting it before the start fixes them."""
+    assert _hash_in_fresh_python(None) != _hash_in_fresh_python(None)
+    assert _hash_in_fresh_python("0") == _hash_in_fresh_python("0")
+
+
+def test_set_seed_can_switch_on_tensorflow_op_determinism():
+    # in a fresh interpreter: the switch is process-wide and TensorFlow offers no public "off"
+    # (TensorFlow's public API can switch it on but not read it; the reader is internal)
+    code = ("from tensorflow.python.framework.config import is_op_determinism_enabled as on; "
+            "from course_lib import config; before = on(); "
+            "facts = config.set_seed(1, deterministic_ops=True); "
+            "print(before, on(), "
+            "facts['deterministic ops'].replace(' ', '_'))")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=300).stdout.split()
+    assert out == ["False", "True", "on_(tensorflow)"]
+
+
+# ------------------------------------------------------------------- the Keras backend
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    """A private KERAS_HOME and no KERAS_BACKEND."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    return tmp_path
+
+
+def test_configured_backend_reads_env_then_keras_json_then_default(keras_home, monkeypatch):
+    assert config.keras_config_path() == keras_home / "keras.json"
+    assert config.configured_keras_backend() == "tensorflow"            # no file: the default
+    (keras_home / "keras.json").write_text(json.dumps({"backend": "jax", "floatx": "float32"}))
+    assert config.configured_keras_backend() == "jax"                   # the file
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert config.configured_keras_backend() == "torch"                 # env beats the file
+    monkeypatch.setenv("KERAS_BACKEND", "")
+    assert config.configured_keras_backend() == "jax"                   # empty env is unset
+    (keras_home / "keras.json").write_text("{not json")
+    assert config.configured_keras_backend() == "tensorflow"            # broken file: default
+    (keras_home / "keras.json").write_text(json.dumps({"floatx": "float32"}))
+    assert config.configured_keras_backend() == "tensorflow"            # no "backend" key
+
+
+def test_keras_config_path_defaults_to_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert config.keras_config_path() == tmp_path / ".keras" / "keras.json"
+
+
+def test_keras_backend_asks_keras_once_imported(keras_home, monkeypatch):
     import keras
 
-    def draw():
-        return np.random.rand(3), keras.ops.convert_to_numpy(keras.random.uniform((3,)))
+    # keras is imported in this process: its answer wins over a changed environment
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert config.keras_backend() == keras.config.backend()
 
-    config.set_seed(7)
-    a = draw()
-    config.set_seed(7)
-    b = draw()
-    config.set_seed(8)
-    c = draw()
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
-    assert not np.array_equal(a[0], c[0])
+
+def test_keras_backend_before_import_agrees_with_keras_itself(keras_home):
+    """Oracle: Keras. In a fresh interpreter with only keras.json saying "jax", the course's
+    answer before importing Keras must equal Keras' own answer after."""
+    (keras_home / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    code = ("from course_lib import config; before = config.keras_backend(); import keras; "
+            "print(before, keras.config.backend(), config.keras_backend())")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=300).stdout.split()
+    assert out == ["jax", "jax", "jax"]
 
 
 def test_report_prints_mode_backend_and_data(data_root, monkeypatch, capsys):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from course_lib.ops import conv
-
-keras = pytest.importorskip("keras")
 
 
 def _keras_conv(x, w, b, stride, padding, dilation):
@@ -132,7 +132,6 @@ def test_receptive_field_hand_worked():
                                    [(2, 2), (2, 2), (3, 1)]])
 def test_receptive_field_matches_gradient_support(stack):
     """Oracle: the input pixels whose gradient reaches one output unit, via TensorFlow."""
-    tf = pytest.importorskip("tensorflow")
     size = 40
     model = keras.Sequential([keras.Input((size, size, 1))] + [
         keras.layers.Conv2D(1, layer[0], strides=layer[1],

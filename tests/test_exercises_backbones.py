@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -10,7 +11,6 @@ from course_lib.exercises import ExerciseFailed
 from course_lib.layers import fpn, resnet
 from course_lib.ops import conv
 
-keras = pytest.importorskip("keras")
 layers = keras.layers
 
 
@@ -88,3 +88,14 @@ def test_fpn_checks_accept_the_library_and_reject_bilinear_style_upsampling():
     assert exercises.check_top_down(top_down)
     with pytest.raises(ExerciseFailed, match="case 1"):
         exercises.check_top_down(lambda lats: list(lats))  # forgot to merge
+    # the verdict names the first wrong level from the top: forgetting to merge breaks M4 first
+    with pytest.raises(ExerciseFailed, match="level M4 is wrong"):
+        exercises.check_top_down(lambda lats: list(lats))
+
+    def wrong_m2_only(laterals):
+        merged = top_down(laterals)
+        merged[0] = merged[0] * 2.0                       # only the finest level is wrong
+        return merged
+
+    with pytest.raises(ExerciseFailed, match="level M2 is wrong"):
+        exercises.check_top_down(wrong_m2_only)

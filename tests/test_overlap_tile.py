@@ -96,3 +96,51 @@ def test_bad_tile_sizes_are_named():
     assert model_tile_sizes(fixed, margin=4) == (32, 24)  # 4 px dropped on each side
     with pytest.raises(ValueError, match="margin"):
         model_tile_sizes(fixed)
+
+
+def _by_hand(predict_fn, image, tile_in, tile_out, pad_mode="reflect", stride=None):
+    """An overlap-tile written out tile by tile (one tile per call), as a learner would."""
+    m = (tile_in - tile_out) // 2
+    h, w = image.shape[:2]
+    stride = stride or tile_out
+    rows, cols = -(-h // tile_out), -(-w // tile_out)
+    padded = np.pad(image, ((m, m + rows * tile_out - h + tile_out),
+                            (m, m + cols * tile_out - w + tile_out), (0, 0)), mode=pad_mode)
+    out = np.zeros((rows * tile_out + tile_out, cols * tile_out + tile_out, 1))
+    for y in range(0, h, stride):
+        for x in range(0, w, stride):
+            out[y:y + tile_out, x:x + tile_out] = predict_fn(padded[None, y:y + tile_in,
+                                                                    x:x + tile_in])[0]
+    return out[:h, :w]
+
+
+def test_exercise_check_accepts_a_correct_tiling_and_names_the_broken_part(capsys):
+    from course_lib import exercises
+
+    assert exercises.check_overlap_tile(_by_hand)
+    cases = [
+        (lambda f, im, a, b: _by_hand(f, im, a, b, pad_mode="constant"), "mirrored context"),
+        (lambda f, im, a, b: _by_hand(f, im, a, b, stride=b // 2), "the tiles fed to the net"),
+        (lambda f, im, a, b: _by_hand(f, im, a, b)[:-1], "the output's shape"),
+        # every tile taken one pixel too far right: the interior is off
+        (lambda f, im, a, b: _by_hand(f, np.pad(im, ((0, 0), (0, 1), (0, 0)), mode="reflect")
+                                      [:, 1:], a, b), "interior pixels"),
+    ]
+    for broken, part in cases:
+        with pytest.raises(exercises.ExerciseFailed, match=part):
+            exercises.check_overlap_tile(broken)
+    assert "the part that failed is" in capsys.readouterr().out
+
+
+def test_paper_tile_sizes_give_the_92_px_margin():
+    # the paper's net: 572-px input tiles, 388-px output tiles, 92 px of context per side
+    seen = []
+
+    def centre(batch):
+        seen.append(batch.shape[1:3])
+        return batch[:, 92:92 + 388, 92:92 + 388]
+
+    image = np.random.default_rng(0).random((400, 500, 1)).astype(np.float32)
+    out = overlap_tile_predict(centre, image, 572, 388, batch_size=2)
+    np.testing.assert_array_equal(out, image)        # the centres reassemble the image
+    assert set(seen) == {(572, 572)} and len(tile_origins((400, 500), 388)) == 4

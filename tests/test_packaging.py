@@ -80,3 +80,26 @@ def test_every_notebook_is_on_the_course_map():
         assert f"notebooks/{nb.name}" in readme, f"README's course map misses {nb.name}"
         if nb.name != "00_start_here.ipynb":
             assert nb.name in start_here, f"00_start_here's course map misses {nb.name}"
+
+
+def _python_range_in(text: str, pattern: str) -> tuple[str, str]:
+    match = re.search(pattern, text)
+    assert match, f"no Python range matching {pattern!r}"
+    return match.group(1), match.group(2)
+
+
+def test_supported_pythons_are_3_10_to_3_13_everywhere():
+    from packaging.specifiers import SpecifierSet
+
+    spec = SpecifierSet(_pyproject()["project"]["requires-python"])
+    allowed = [f"3.{minor}" for minor in range(8, 16) if f"3.{minor}" in spec]
+    assert allowed == ["3.10", "3.11", "3.12", "3.13"], allowed
+    # .ci/run's own guard and its messages, the Makefile's and the README's claims agree
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert _python_range_in(ci, r"\(3, (\d+)\) <= sys\.version_info\[:2\] <= \(3, (\d+)\)") == \
+        ("10", "13")
+    assert "python3.13" in ci, ".ci/run should also try the newest supported Python"
+    makefile = (ROOT / "Makefile").read_text()
+    assert _python_range_in(makefile, r"Python 3\.(\d+)-3\.(\d+)") == ("10", "13")
+    readme = (ROOT / "README.md").read_text()
+    assert _python_range_in(readme, r"Python 3\.(\d+)–3\.(\d+)") == ("10", "13")

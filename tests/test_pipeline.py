@@ -40,6 +40,16 @@ def _sample(h, w, rects, seed=0, first_class=1):
     return image, masks, np.arange(first_class, first_class + len(rects), dtype=np.int32)
 
 
+def _regionprops_boxes(masks):
+    """Tight boxes by scikit-image (an implementation independent of the pipeline's):
+    regionprops' bbox is (min_row, min_col, max_row, max_col) with exclusive maxima, i.e.
+    pixel edges."""
+    from skimage.measure import regionprops
+
+    return np.array([regionprops(masks[..., k].astype(np.uint8))[0].bbox
+                     for k in range(masks.shape[-1])], np.float32).reshape(-1, 4)
+
+
 def _random_provider(n=7, seed=0):
     rng = np.random.default_rng(seed)
     samples = []
@@ -126,7 +136,7 @@ def test_full_masks_option_matches_boxes():
         assert b["gt_masks"].shape == (2, 48, 48, 8) and b["gt_masks"].dtype == bool
         for j, n in enumerate(b["gt_count"]):
             np.testing.assert_array_equal(b["gt_boxes"][j, :n],
-                                          masks_to_boxes(b["gt_masks"][j, ..., :n]))
+                                          _regionprops_boxes(b["gt_masks"][j, ..., :n]))
 
 
 def test_too_many_instances_warns_with_the_name_and_subsets_reproducibly():
@@ -227,7 +237,9 @@ def test_bad_arguments_are_explained():
         P.UNetDataset(_random_provider(2), mode="tile")
     bad = ListSamples([(np.zeros((4, 4), np.uint8), np.zeros((4, 4, 0), bool),
                         np.zeros(0, np.int32))])
-    with pytest.raises(ValueError, match="img0: image must be"):
+    # the only sample breaks the contract: nothing can replace it, so the skip becomes an error
+    # that still names the file and the reason
+    with pytest.raises(RuntimeError, match="img0: image must be"):
         P.MaskRCNNDataset(bad, batch_size=1)[0]
     with pytest.raises(IndexError):
         P.MaskRCNNDataset(_random_provider(2), batch_size=1).batch_indices(5)
@@ -285,8 +297,8 @@ def test_label_image_path_equals_mask_stack_computation():
     n = big.shape[-1]
     assert row["gt_count"] == n
     np.testing.assert_array_equal(row["gt_class_ids"][:n], ids[present])
-    np.testing.assert_array_equal(row["gt_boxes"][:n], masks_to_boxes(big))
-    expected = minimize_masks(big, masks_to_boxes(big), (28, 28))
+    np.testing.assert_array_equal(row["gt_boxes"][:n], _regionprops_boxes(big))
+    expected = minimize_masks(big, _regionprops_boxes(big), (28, 28))
     # same sample points; float rounding of a shifted box may move a point across a pixel edge
     # (one of the 16 samples of a cell: 1/16)
     np.testing.assert_allclose(row["gt_masks"][..., :n], expected, atol=1 / 16 + 1e-6)
@@ -294,3 +306,196 @@ def test_label_image_path_equals_mask_stack_computation():
     full = P.MaskRCNNDataset(ListSamples([(image, masks, ids)]), batch_size=1, image_size=48,
                              max_instances=6, mini_mask_shape=None).sample(0)
     np.testing.assert_array_equal(full["gt_masks"][..., :n], big)
+
+
+# --- nothing lost, nothing silent: skips, drops, ignore boxes ------------------------------
+
+
+class FlakySamples(ListSamples):
+    """Samples whose loading fails the way real files fail: ``bad`` maps an index to
+    ``"corrupt"`` (garbage bytes read through io.read_image), ``"missing"`` (a file that is not
+    there) or ``"invalid"`` (an image breaking the data contract)."""
+
+    def __init__(self, samples, bad, folder):
+        super().__init__(samples)
+        self.bad, self.folder = bad, folder
+        (folder / "bad.png").write_bytes(b"not a png")
+
+    def load(self, i):
+        from course_lib.data import io
+
+        kind = self.bad.get(i)
+        if kind == "corrupt":
+            io.read_image(self.folder / "bad.png")
+        if kind == "missing":
+            io.read_image(self.folder / "gone.png")
+        if kind == "invalid":
+            return np.zeros((4, 4), np.uint8), np.zeros((4, 4, 0), bool), np.zeros(0, np.int32)
+        return super().load(i)
+
+
+def _distinct_provider(n):
+    """n samples whose first pixel tells which sample a batch row came from (value 10 * i)."""
+    samples = []
+    for i in range(n):
+        image, masks, ids = _sample(16, 16, [(2, 2, 6, 6)], seed=i)
+        image[0, 0] = 10 * i
+        samples.append((image, masks, ids))
+    return samples
+
+
+def test_unreadable_sample_is_skipped_counted_and_replaced_by_the_next(tmp_path, caplog):
+    provider = FlakySamples(_distinct_provider(5), {1: "corrupt", 3: "missing"}, tmp_path)
+    ds = P.MaskRCNNDataset(provider, batch_size=2, image_size=16, max_instances=2,
+                           shuffle=False)
+    with caplog.at_level("WARNING", logger="course_lib.data.pipeline"):
+        batches = [ds[i] for i in range(len(ds))]
+    # unshuffled order 0 1 2 3 4 (0 wraps in): slot of 1 taken by 2, slot of 3 by 4
+    firsts = [b["images"][:, 0, 0, 0].tolist() for b in batches]
+    assert firsts == [[0, 20], [20, 40], [40, 0]]
+    assert all(b["images"].shape == (2, 16, 16, 3) for b in batches)  # shapes stay fixed
+    summary = ds.skip_summary()
+    assert summary["epoch"] == 0 and summary["skipped"] == 2
+    assert summary["by_reason"] == {"missing_file": 1, "unreadable_image": 1}
+    (n1, r1, m1), (n3, r3, m3) = summary["samples"]
+    assert (n1, r1, n3, r3) == ("img1", "unreadable_image", "img3", "missing_file")
+    assert "bad.png" in m1 and "gone.png" in m3  # the file is named
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("skipping sample img1 (unreadable_image)" in m and "bad.png" in m for m in logged)
+    # reading a batch again does not count twice; the next epoch starts its own count
+    ds[0]
+    assert ds.skip_summary()["skipped"] == 2
+    ds.on_epoch_end()
+    assert ds.skip_summary()["epoch"] == 0  # the epoch that just ended, until 1 has records
+    ds[0]
+    assert ds.skip_summary() == {"epoch": 1, "skipped": 1, "by_reason": {"unreadable_image": 1},
+                                 "samples": [("img1", "unreadable_image", m1)]}
+    assert ds.skip_summary(epoch=0)["skipped"] == 2
+
+
+def test_skips_are_deterministic_with_shuffling_and_threads(tmp_path):
+    def make():
+        return P.MaskRCNNDataset(FlakySamples(_distinct_provider(7), {2: "invalid"}, tmp_path),
+                                 batch_size=3, image_size=16, max_instances=2, seed=5)
+
+    a, b = make(), make()
+    serial = [a[i]["images"][:, 0, 0, 0] for i in range(len(a))]
+    with ThreadPoolExecutor(3) as pool:
+        pooled = list(pool.map(lambda i: b[i]["images"][:, 0, 0, 0], range(len(b))))
+    for x, y in zip(serial, pooled, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert 20 not in np.concatenate(serial)  # the invalid sample never reaches a batch
+    assert b.skip_summary()["by_reason"] == {"invalid_sample": 1}
+
+
+def test_too_many_skips_raise_with_the_first_reasons(tmp_path):
+    provider = FlakySamples(_distinct_provider(4), {0: "corrupt", 1: "corrupt", 2: "corrupt"},
+                            tmp_path)
+    ds = P.MaskRCNNDataset(provider, batch_size=2, image_size=16, shuffle=False)
+    with pytest.raises(RuntimeError, match=r"3 of 4 samples .* img0: ImageReadError"):
+        ds[0]
+
+
+def test_unet_dataset_skips_too(tmp_path):
+    provider = FlakySamples(_distinct_provider(3), {0: "corrupt"}, tmp_path)
+    ds = P.UNetDataset(provider, batch_size=2, tile_size=16, mode="resize", shuffle=False)
+    x, y, w = ds[0]
+    assert x[:, 0, 0, 0].tolist() == [10, 10]  # slot 0 -> 1 (next), slot 1 is 1
+    assert ds.skip_summary()["by_reason"] == {"unreadable_image": 1}
+
+
+class IgnoreSamples(ListSamples):
+    """ListSamples with a provider-side ignore region per sample (the load_with_ignore
+    contract of course_lib.data.coco)."""
+
+    def __init__(self, samples, regions):
+        super().__init__(samples)
+        self.regions = regions
+
+    def load_with_ignore(self, i):
+        from course_lib.data.coco import IgnoreRegions
+
+        image, masks, ids = self.load(i)
+        rects, reasons, dropped = self.regions[i]
+        ign = np.zeros(image.shape[:2] + (len(rects),), bool)
+        for k, (r0, c0, r1, c1) in enumerate(rects):
+            ign[r0:r1, c0:c1, k] = True
+        return image, masks, ids, IgnoreRegions(ign, tuple(reasons), dict(dropped))
+
+
+def test_drops_and_ignore_boxes_by_hand():
+    # 40 x 20 image into a 20 square: scale 1/2, resized 20 x 10, window (0, 5, 20, 15). The
+    # nearest resize reads source row 2r + 1 for output row r (and column 2c + 1).
+    # - instance A rows [4, 12) cols [2, 9): rows r with 2r+1 in [4, 12) are 2..5, columns
+    #   c with 2c+1 in [2, 9) are 1..3 (+5): box (2, 6, 6, 9)
+    # - instance B, the single pixel (0, 0): row 0 is never read, so it vanishes
+    # - instance C rows [20, 30) cols [10, 20): rows 10..14, columns 5..9 (+5): (10, 10, 15, 15)
+    # - instance D rows [32, 40) cols [0, 4): rows 16..19, columns 0..1 (+5): (16, 5, 20, 7)
+    # - a crowd region rows [30, 40) cols [10, 20): rows 15..19, cols 10..14: (15, 10, 20, 15)
+    # max_instances = 2 keeps two of A, C, D; the third becomes an ignore box after the crowd
+    image, masks, ids = _sample(40, 20, [(4, 2, 12, 9), (0, 0, 1, 1), (20, 10, 30, 20),
+                                         (32, 0, 40, 4)])
+    provider = IgnoreSamples([(image, masks, ids)],
+                             {0: ([(30, 10, 40, 20)], ["crowd"], {"empty_mask": 1})})
+    ds = P.MaskRCNNDataset(provider, batch_size=1, image_size=20, max_instances=2, max_ignore=4)
+    with pytest.warns(UserWarning, match="more than max_instances=2"):
+        b = ds[0]
+    boxes = {"A": [2, 6, 6, 9], "C": [10, 10, 15, 15], "D": [16, 5, 20, 7]}
+    assert b["gt_count"][0] == 2 and b["gt_ignore_count"][0] == 2
+    kept = [r.tolist() for r in b["gt_boxes"][0, :2]]
+    ign = [r.tolist() for r in b["gt_ignore_boxes"][0, :2]]
+    assert ign[0] == [15, 10, 20, 15]  # the crowd region first
+    assert sorted(kept + ign[1:]) == sorted(boxes.values())  # the over-cap one is not lost
+    assert (b["gt_ignore_boxes"][0, 2:] == 0).all()  # zero padding rows
+    assert b["gt_ignore_boxes"].shape == (1, 4, 4) and b["gt_ignore_count"].dtype == np.int32
+    assert ds.drop_summary() == {"crowd": 1, "empty_mask": 1, "over_cap": 1,
+                                 "vanished_resize": 1}
+    # ignore rows beyond max_ignore are counted, not silently cut
+    small = P.MaskRCNNDataset(provider, batch_size=1, image_size=20, max_instances=2,
+                              max_ignore=1)
+    with pytest.warns(UserWarning):
+        c = small[0]
+    assert c["gt_ignore_count"][0] == 1 and c["gt_ignore_boxes"][0, 0].tolist() == ign[0]
+    assert small.drop_summary()["ignore_rows_full"] == 1
+
+
+def test_ignore_regions_move_with_the_augmentation_and_vanished_ones_are_counted():
+    # a left-right flip of a 20-wide image maps columns [c0, c1) to [20 - c1, 20 - c0):
+    # instance rows [2, 6) cols [1, 4) -> (2, 16, 6, 19); crowd rows [10, 14) cols [0, 5)
+    # -> (10, 15, 14, 20). A second transform empties the bottom half, so the instance in
+    # rows [15, 18) vanishes in the augmenter.
+    def clear_bottom(image, masks, rng):
+        masks = masks.copy()
+        masks[15:] = 0
+        return image, masks
+
+    image, masks, ids = _sample(20, 20, [(2, 1, 6, 4), (15, 5, 18, 9)])
+    provider = IgnoreSamples([(image, masks, ids)], {0: ([(10, 0, 14, 5)], ["crowd"], {})})
+    aug = Augmenter([_flip_lr(), clear_bottom])
+    ds = P.MaskRCNNDataset(provider, batch_size=1, image_size=20, augmenter=aug)
+    b = ds[0]
+    assert b["gt_count"][0] == 1 and b["gt_boxes"][0, 0].tolist() == [2, 16, 6, 19]
+    assert b["gt_ignore_count"][0] == 1
+    assert b["gt_ignore_boxes"][0, 0].tolist() == [10, 15, 14, 20]
+    np.testing.assert_array_equal(b["images"][0], image[:, ::-1].astype(np.float32))
+    assert ds.drop_summary() == {"crowd": 1, "vanished_augment": 1}
+    # U-Net: the crowd pixels outside any instance weigh nothing, everything else 1
+    x, y, w = P.UNetDataset(provider, batch_size=1, tile_size=20, mode="resize",
+                            augmenter=aug)[0]
+    expected = np.ones((20, 20), np.float32)
+    expected[10:14, 15:20] = 0
+    np.testing.assert_array_equal(w[0], expected)
+
+
+def _flip_lr():
+    from course_lib.data.augment import FlipLeftRight
+
+    return FlipLeftRight(p=1.0)
+
+
+def test_providers_without_ignore_keep_working_and_batches_carry_empty_ignore_rows():
+    ds = P.MaskRCNNDataset(_random_provider(3), batch_size=3, image_size=32, max_ignore=5)
+    b = ds[0]
+    assert b["gt_ignore_boxes"].shape == (3, 5, 4) and (b["gt_ignore_boxes"] == 0).all()
+    assert b["gt_ignore_count"].tolist() == [0, 0, 0]
+    assert ds.skip_summary()["skipped"] == 0

@@ -55,3 +55,20 @@ def test_image_grid_has_one_axes_per_slot():
     assert len(fig.axes) == 6
     assert [ax.get_title() for ax in fig.axes[:5]] == list("abcde")
     plt.close("all")
+
+
+def test_outline_marks_only_the_rim_and_keeps_the_image_inside():
+    # A 3x3 mask in a 5x5 grey image: its inner outline is the 8 pixels around the centre
+    # (worked by hand); the centre pixel and everything outside keep the image's grey.
+    image = np.full((5, 5, 3), 100, np.uint8)
+    masks = np.zeros((5, 5, 1), bool)
+    masks[1:4, 1:4, 0] = True
+    out = plots.outline_masks(image, masks, colors=np.array([[1.0, 0.0, 0.0]]))
+    red = np.all(out == [1.0, 0.0, 0.0], axis=-1)
+    expected = masks[..., 0].copy()
+    expected[2, 2] = False
+    assert np.array_equal(red, expected)
+    np.testing.assert_allclose(out[~expected], 100 / 255)
+    ax = plots.show_outlines(image, masks, boxes=np.array([[1.0, 1.0, 4.0, 4.0]]), title="t")
+    assert ax.get_title() == "t" and len(ax.patches) == 1
+    plt.close("all")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from course_lib.layers import resnet  # noqa: E402
+from course_lib.layers import resnet
 
 
 @pytest.fixture(scope="module")

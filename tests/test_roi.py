@@ -7,12 +7,17 @@ RoIPool's bins, and the NumPy references for the keras.ops twins.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
+import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from course_lib.ops import roi
+from tests import strategies as S
 
 # 4×4 map, value 10*r + c: row r, column c readable from the number itself.
 GRID = (10.0 * np.arange(4)[:, None] + np.arange(4)[None, :])[..., None]
@@ -96,7 +101,6 @@ def test_roi_align_sample_points_layout():
 
 
 def _crop_and_resize(features, norm_boxes, size):
-    tf = pytest.importorskip("tensorflow")
     out = tf.image.crop_and_resize(features[None].astype(np.float32), norm_boxes.astype(np.float32),
                                    np.zeros(len(norm_boxes), np.int32), size)
     return out.numpy()
@@ -215,21 +219,67 @@ def test_roi_pool_rounding_half_up_and_min_one_cell():
     np.testing.assert_array_equal(cols[0], [[2, 3]])
 
 
-def test_roi_pool_against_slicing():
-    rng = np.random.default_rng(4)
-    feats = rng.normal(size=(9, 13, 3))
-    boxes = np.concatenate([rng.uniform(-10, 30, (25, 2)), rng.uniform(-10, 30, (25, 2))], 1)
-    boxes[:, 2:] = boxes[:, :2] + np.abs(boxes[:, 2:] - boxes[:, :2])
-    got = roi.roi_pool(feats, boxes, (3, 2), 0.5)
-    rows, cols = roi.roi_pool_bins(boxes, (3, 2), 0.5)
-    for n in range(len(boxes)):
-        for i in range(3):
-            for j in range(2):
-                r0, r1 = np.clip(rows[n, i], 0, 9)
-                c0, c1 = np.clip(cols[n, j], 0, 13)
-                patch = feats[r0:r1, c0:c1]
-                want = patch.max(axis=(0, 1)) if patch.size else np.zeros(3)
-                np.testing.assert_allclose(got[n, i, j], want)
+def test_roi_pool_hand_worked_uneven_bins_and_clipping():
+    # A 7×5 map of 10r + c, scale 1, box (0, 0, 7, 5): rounded box rows [0, 7), cols [0, 5).
+    # Output 3×2: a row bin is 7/3 cells: bin 0 [floor(0), ceil(7/3)) = [0, 3),
+    # bin 1 [floor(7/3), ceil(14/3)) = [2, 5), bin 2 [floor(14/3), ceil(21/3)) = [4, 7);
+    # a column bin is 5/2 cells: bin 0 [0, ceil(2.5)) = [0, 3), bin 1 [floor(2.5), 5) = [2, 5).
+    # The max of 10r + c sits at a bin's last row and column: row 2, 4, 6; column 2, 4.
+    feats = (10.0 * np.arange(7)[:, None] + np.arange(5)[None, :])[..., None]
+    box = np.array([[0.0, 0.0, 7.0, 5.0]])
+    rows, cols = roi.roi_pool_bins(box, (3, 2), 1.0)
+    np.testing.assert_array_equal(rows[0], [[0, 3], [2, 5], [4, 7]])
+    np.testing.assert_array_equal(cols[0], [[0, 3], [2, 5]])
+    np.testing.assert_array_equal(roi.roi_pool(feats, box, (3, 2), 1.0)[0, ..., 0],
+                                  [[22, 24], [42, 44], [62, 64]])
+    # Half off the map: box (-2.6, 3.4, 2.4, 9.0) px at scale 1 rounds to rows [-3, 2),
+    # cols [3, 9). One 1×2 output: rows [-3, 2) clip to [0, 2); column bins of 3 cells:
+    # [3, 6) -> [3, 5) after clipping to the 5 columns, and [6, 9), wholly off the map -> 0.
+    # Max over rows 0-1, columns 3-4 is 10*1 + 4 = 14.
+    box = np.array([[-2.6, 3.4, 2.4, 9.0]])
+    rows, cols = roi.roi_pool_bins(box, (1, 2), 1.0)
+    np.testing.assert_array_equal(rows[0], [[-3, 2]])
+    np.testing.assert_array_equal(cols[0], [[3, 6], [6, 9]])
+    np.testing.assert_array_equal(roi.roi_pool(feats, box, (1, 2), 1.0)[0, 0, :, 0], [14, 0])
+
+
+def _pool_bins_exact(lo_px: float, hi_px: float, n_bins: int, scale: float) -> list[tuple]:
+    """RoIPool's bins on one axis from the definition, in exact rational arithmetic: edges
+    rounded half-up to cells, at least one cell, bin i = [floor(i*size/n), ceil((i+1)*size/n))."""
+    start = math.floor(Fraction(lo_px) * Fraction(scale) + Fraction(1, 2))
+    end = math.floor(Fraction(hi_px) * Fraction(scale) + Fraction(1, 2))
+    size = max(end - start, 1)
+    return [(start + math.floor(Fraction(i * size, n_bins)),
+             start + math.ceil(Fraction((i + 1) * size, n_bins))) for i in range(n_bins)]
+
+
+@settings(max_examples=30, deadline=None)
+@given(boxes=S.boxes(min_boxes=1, max_boxes=4, max_coord=60.0, max_side=60.0),
+       out=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+       scale=st.sampled_from([1.0, 0.5, 0.25]), data=st.data())
+def test_roi_pool_equals_the_definition_on_slices(boxes, out, scale, data):
+    # Oracle: bins from the definition in exact arithmetic, and NumPy max over plain slices.
+    boxes = boxes - 8.0   # some boxes hang off the top or left of the map
+    feats = data.draw(st.lists(st.integers(-50, 50), min_size=9 * 13 * 2, max_size=9 * 13 * 2)
+                      .map(lambda v: np.array(v, float).reshape(9, 13, 2)), label="features")
+    got = roi.roi_pool(feats, boxes, out, scale)
+    for n, (y1, x1, y2, x2) in enumerate(boxes.tolist()):
+        for i, (r0, r1) in enumerate(_pool_bins_exact(y1, y2, out[0], scale)):
+            for j, (c0, c1) in enumerate(_pool_bins_exact(x1, x2, out[1], scale)):
+                patch = feats[max(r0, 0):max(r1, 0), max(c0, 0):max(c1, 0)]
+                want = patch.max(axis=(0, 1)) if patch.size else np.zeros(2)
+                np.testing.assert_array_equal(got[n, i, j], want)
+
+
+@pytest.mark.parametrize("size, n_bins", [(29, 7), (58, 14), (122, 14)])
+def test_roi_pool_bins_are_exact_where_floats_round_up(size, n_bins):
+    # 7 * (29 / 7) is 29.000000000000004 in floating point: its ceil would end the last bin one
+    # cell past the box; 7 * (122 / 14) is 60.99999999999999: its floor would start bin 7 one
+    # cell early. Bins from whole-number arithmetic are exact: the first starts at 0, the last
+    # ends at size, and each is the definition's.
+    rows, _ = roi.roi_pool_bins(np.array([[0.0, 0.0, float(size), 1.0]]), (n_bins, 1), 1.0)
+    assert rows[0, 0, 0] == 0 and rows[0, -1, 1] == size
+    assert [tuple(r) for r in rows[0]] == _pool_bins_exact(0.0, float(size), n_bins, 1.0)
 
 
 def test_roi_pool_empty_bins_give_zero():

@@ -161,3 +161,23 @@ def test_samples_provider_and_statistics(tiny_voc):
 def test_save_coco_writes_json(tiny_voc, tmp_path):
     path = voc.save_coco(voc.voc_to_coco(tiny_voc, "train"), tmp_path / "out" / "train.json")
     assert json.loads(path.read_text())["annotations"][0]["id"] == 1
+
+
+def test_unclassed_and_filtered_instances_become_ignore_regions(tiny_voc):
+    # SegmentationClass of the cat's pixels erased to background: instance 2 has no class
+    cls = voc.read_index_png(tiny_voc / "SegmentationClass" / "a.png").copy()
+    cls[cls == 8] = 0
+    _palette_png(tiny_voc / "SegmentationClass" / "a.png", cls)
+    image, masks, ids, ignored = voc.load_sample(tiny_voc, "a", with_ignore=True)
+    assert list(ids) == [15] and ignored.reasons == ("unclassed",)
+    cat = np.zeros((8, 10), bool)
+    cat[4:7, 7:9] = True
+    np.testing.assert_array_equal(ignored.masks[..., 0], cat)
+    # a class filter: the person is not among the classes asked for -> "unmapped"
+    samples = voc.VocSamples(tiny_voc, "train", classes=["cat"])
+    _, masks2, ids2, ignored2 = samples.load_with_ignore(0)
+    assert masks2.shape[-1] == 0 and ignored2.reasons == ("unclassed", "unmapped")
+    person = np.zeros((8, 10), bool)
+    person[1:4, 1:4] = True
+    np.testing.assert_array_equal(ignored2.masks[..., 1], person)
+    assert len(samples.load(0)) == 3  # the plain contract is unchanged

@@ -70,3 +70,42 @@ def test_three_class_region_without_seed_is_kept():
     classes[2:4, 2:4] = 2  # a border-only blob: no interior seed
     got = watershed.instances_from_three_class(classes)
     assert got.max() == 1 and (got > 0).sum() == 4
+
+
+def _grid_of_nuclei() -> np.ndarray:
+    """Hand-built: 1|2 share an edge, 3 and 4 have a 1-px gap, 5 touches 4 at a corner only."""
+    labels = np.zeros((12, 14), np.int32)
+    labels[1:4, 1:4] = 1
+    labels[1:4, 4:7] = 2          # adjacent to 1 (columns 3 and 4)
+    labels[6:9, 1:4] = 3
+    labels[6:9, 5:8] = 4          # column 4 is background: chessboard distance 2 to 3
+    labels[9:11, 8:10] = 5        # (8, 7) of 4 and (9, 8) of 5 are diagonal neighbours
+    return labels
+
+
+def test_touching_pairs_hand_worked():
+    labels = _grid_of_nuclei()
+    assert watershed.touching_pairs(labels) == [(1, 2), (4, 5)]
+    assert watershed.touching_pairs(labels, max_gap=2) == [(1, 2), (3, 4), (4, 5)]
+    assert watershed.touching_pairs(np.zeros((5, 5), np.int32)) == []
+    with pytest.raises(ValueError):
+        watershed.touching_pairs(labels, max_gap=0)
+
+
+def test_merged_touching_pairs_hand_worked():
+    truth = _grid_of_nuclei()
+    # the prediction is the truth's foreground as one blob per connected group (8-neighbours)
+    from skimage import measure
+
+    blobs = measure.label(truth > 0, connectivity=2)
+    assert watershed.merged_touching_pairs(truth, blobs) == (2, 2)      # 1+2 and 4+5 glued
+    assert watershed.merged_touching_pairs(truth, truth) == (0, 2)      # perfect: no merge
+    # nucleus 2 missed (background in the prediction): a miss, not a merge
+    missed = np.where(truth == 2, 0, blobs)
+    assert watershed.merged_touching_pairs(truth, missed) == (1, 2)
+    # one prediction covering 1 fully but only a third of 2: 2 has no owner, no merge
+    partial = np.zeros_like(truth)
+    partial[1:4, 1:5] = 7
+    assert watershed.merged_touching_pairs(truth, partial) == (0, 2)
+    with pytest.raises(ValueError, match="shapes"):
+        watershed.merged_touching_pairs(truth, truth[:5])

@@ -33,7 +33,12 @@ import numpy as np
 from scipy import ndimage
 from skimage import transform as sktf
 
-from course_lib.ops.masks import masks_to_boxes
+from course_lib.ops.masks import (
+    disjoint_masks_to_labels,
+    labels_to_boxes,
+    labels_to_masks,
+    masks_to_boxes,
+)
 
 # ----------------------------------------------------------------------------------------------
 # helpers
@@ -56,49 +61,20 @@ def _check(image: np.ndarray, masks: np.ndarray | None) -> tuple[np.ndarray, np.
 def tight_boxes(masks: np.ndarray) -> np.ndarray:
     """``(N, 4)`` float32 tight boxes ``(y1, x1, y2, x2)`` of ``H x W x N`` masks (pixel edges).
 
-    An empty mask gives ``(0, 0, 0, 0)``; ``course_lib.ops.masks.masks_to_boxes`` does the work.
+    An empty mask gives ``(0, 0, 0, 0)``. Kept under this name for existing callers; the one
+    implementation is :func:`course_lib.ops.masks.masks_to_boxes`.
 
     Taught in notebooks/01_data_tour.
     """
-    return np.asarray(masks_to_boxes(np.asarray(masks, dtype=bool)), np.float32).reshape(-1, 4)
+    return masks_to_boxes(masks).reshape(-1, 4)
 
 
-def stack_to_labels(masks: np.ndarray) -> np.ndarray | None:
-    """``H x W`` int32 label image (mask ``i`` -> label ``i + 1``) of non-overlapping masks, or
-    ``None`` when some pixel belongs to two masks (a label image cannot hold that).
+#: ``H x W`` int32 label image of non-overlapping masks or ``None`` (the one implementation is
+#: :func:`course_lib.ops.masks.disjoint_masks_to_labels`; this name is kept for old callers).
+stack_to_labels = disjoint_masks_to_labels
 
-    Faster than a general merge: with no overlap a pixel's first mask is its only one, so one
-    ``argmax`` over the instance axis finds it.
-
-    Taught in notebooks/01_data_tour.
-    """
-    masks = np.asarray(masks, dtype=bool)
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be H x W x N, got shape {masks.shape}")
-    if masks.shape[-1] == 0:
-        return np.zeros(masks.shape[:2], np.int32)
-    cover = masks.sum(axis=-1, dtype=np.int32)
-    if cover.max() > 1:
-        return None
-    return np.where(cover > 0, masks.argmax(axis=-1) + 1, 0).astype(np.int32)
-
-
-def label_boxes(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``(len(ids), 4)`` float32 tight boxes of the given labels of an ``H x W`` label image
-    (``scipy.ndimage.find_objects``: one pass, no mask stack). A missing label gives zeros.
-
-    Taught in notebooks/01_data_tour.
-    """
-    ids = np.asarray(ids, np.int64).reshape(-1)
-    boxes = np.zeros((len(ids), 4), np.float32)
-    if len(ids) == 0:
-        return boxes
-    slices = ndimage.find_objects(np.asarray(labels), max_label=int(ids.max()))
-    for k, i in enumerate(ids):
-        sl = slices[i - 1] if i >= 1 else None
-        if sl is not None:
-            boxes[k] = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
-    return boxes
+#: Tight boxes of chosen labels of a label image (:func:`course_lib.ops.masks.labels_to_boxes`).
+label_boxes = labels_to_boxes
 
 
 def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -678,7 +654,7 @@ class Augmenter:
         rng = self.rng if rng is None else rng
         # Instances that do not overlap (the usual case) travel as one H x W label image, so a
         # geometric transform moves one channel instead of N (nuclei images hold hundreds).
-        labels = stack_to_labels(masks) if n > 1 else None
+        labels = disjoint_masks_to_labels(masks) if n > 1 else None
         as_labels = labels is not None
         carried = labels if as_labels else masks
         for t in self.transforms:
@@ -687,11 +663,11 @@ class Augmenter:
             counts = np.bincount(carried.ravel(), minlength=n + 1)[1:n + 1]
             keep = counts >= self.min_pixels
             ids = np.flatnonzero(keep) + 1
-            masks = carried[..., None] == ids.astype(carried.dtype)
-            boxes = label_boxes(carried, ids)
+            masks = labels_to_masks(carried, ids)
+            boxes = labels_to_boxes(carried, ids)
         else:
             masks = carried
             keep = masks.reshape(-1, n).sum(axis=0) >= self.min_pixels if n else np.zeros(0, bool)
             masks = masks[..., keep]
-            boxes = tight_boxes(masks)
+            boxes = masks_to_boxes(masks)
         return Augmented(image, masks, class_ids[keep], boxes, int(n - keep.sum()))

@@ -21,7 +21,12 @@ Everything downstream (augmentation, batching, training, metrics) consumes *samp
     class_ids  (N,) int32, 1..K (0 is reserved for the background)
 
 through a *sample provider*: any object with ``len(provider)``, ``provider.load(i) -> (image,
-masks, class_ids)`` and ``provider.name(i) -> str``. :func:`check_sample` validates a sample
+masks, class_ids)`` and ``provider.name(i) -> str``. A provider *may* also offer
+``provider.load_with_ignore(i) -> (image, masks, class_ids, IgnoreRegions)``: the instances it
+could not hand over as ground truth (crowd regions, unmapped categories, VOC objects without a
+class) as masks with a reason each, so the batching pipeline counts them and carries their boxes
+as ignore regions instead of letting them silently become background. ``load`` keeps its three
+return values, so existing callers and custom providers without the method work unchanged. :func:`check_sample` validates a sample
 against the contract with an error that names the sample. Ready-made providers:
 
 - :class:`CocoSamples` - a COCO json plus its image folder (polygons or RLE);
@@ -41,12 +46,37 @@ import io as _io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from course_lib.data import io
 
 log = logging.getLogger(__name__)
+
+
+class IgnoreRegions(NamedTuple):
+    """Ground truth a provider could not hand over as instances, returned by
+    ``load_with_ignore``.
+
+    Attributes:
+        masks: ``H×W×K`` bool, one region per lost annotation (the image's H and W).
+        reasons: ``(K,)`` why each was lost: ``"crowd"``, ``"unmapped"`` (category not among
+            the classes), ``"unclassed"`` (VOC object with no class in SegmentationClass).
+        dropped: instances lost without any region to carry, by reason (e.g.
+            ``{"empty_mask": 2}``); counted, never silent.
+
+    Taught in notebooks/12_train_voc.
+    """
+
+    masks: np.ndarray
+    reasons: tuple[str, ...]
+    dropped: dict[str, int]
+
+    @classmethod
+    def none(cls, shape: tuple[int, int]) -> IgnoreRegions:
+        """No ignore regions for an image of ``shape`` ``(H, W)``."""
+        return cls(np.zeros(tuple(shape[:2]) + (0,), bool), (), {})
 
 
 def load_coco(annotations: str | Path | dict):
@@ -94,8 +124,8 @@ def category_mapping(coco) -> tuple[dict[int, int], list[str]]:
 
 
 def load_sample(coco, image_id: int, image_dir: str | Path,
-                mapping: dict[int, int] | None = None, include_crowd: bool = False
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                mapping: dict[int, int] | None = None, include_crowd: bool = False,
+                with_ignore: bool = False):
     """One image of a COCO dataset with its instances.
 
     Args:
@@ -107,9 +137,14 @@ def load_sample(coco, image_id: int, image_dir: str | Path,
         include_crowd: keep ``iscrowd=1`` annotations (regions of many objects; usually left out
             of training).
 
+        with_ignore: also return the annotations left out, as :class:`IgnoreRegions`
+            (crowd ones when ``include_crowd`` is False, reason ``"crowd"``; categories missing
+            from ``mapping``, reason ``"unmapped"``; empty masks counted as ``"empty_mask"``).
+
     Returns:
-        ``(image, masks, class_ids)``: ``H x W x 3`` uint8, ``H x W x N`` bool, ``(N,)`` int32.
-        Annotations whose mask is empty are skipped with a logged warning.
+        ``(image, masks, class_ids)``: ``H x W x 3`` uint8, ``H x W x N`` bool, ``(N,)`` int32,
+        plus the :class:`IgnoreRegions` when ``with_ignore``. Annotations whose mask is empty
+        are skipped with a logged warning.
 
     Taught in notebooks/12_train_voc.
     """
@@ -124,22 +159,34 @@ def load_sample(coco, image_id: int, image_dir: str | Path,
     if image.shape[:2] != (h, w):
         raise ValueError(f"{Path(image_dir) / info['file_name']} is {image.shape[:2]} but the "
                          f"json says {(h, w)}; the json and the images do not belong together.")
-    masks, class_ids = [], []
+    masks, class_ids, lost, reasons, dropped = [], [], [], [], {}
     for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
+        reason = None
         if ann.get("iscrowd", 0) and not include_crowd:
-            continue
-        if ann["category_id"] not in mapping:
-            continue
+            reason = "crowd"
+        elif ann["category_id"] not in mapping:
+            reason = "unmapped"
+        if reason is not None and not with_ignore:
+            continue  # nobody asked for the lost ones: do not decode them
         mask = coco.annToMask(ann).astype(bool)
         if not mask.any():
             log.warning("%s: annotation %s has an empty mask; skipped", info["file_name"],
                         ann.get("id"))
+            dropped["empty_mask"] = dropped.get("empty_mask", 0) + 1
             continue
-        masks.append(mask)
-        class_ids.append(mapping[ann["category_id"]])
-    if not masks:
-        return image, np.zeros((h, w, 0), bool), np.zeros(0, np.int32)
-    return image, np.stack(masks, axis=-1), np.asarray(class_ids, np.int32)
+        if reason is None:
+            masks.append(mask)
+            class_ids.append(mapping[ann["category_id"]])
+        else:
+            lost.append(mask)
+            reasons.append(reason)
+    stack = np.stack(masks, axis=-1) if masks else np.zeros((h, w, 0), bool)
+    ids = np.asarray(class_ids, np.int32)
+    if not with_ignore:
+        return image, stack, ids
+    regions = IgnoreRegions(np.stack(lost, axis=-1) if lost else np.zeros((h, w, 0), bool),
+                            tuple(reasons), dropped)
+    return image, stack, ids, regions
 
 
 def check_sample(image: np.ndarray, masks: np.ndarray, class_ids: np.ndarray,
@@ -205,6 +252,11 @@ class CocoSamples:
         return load_sample(self.coco, self.ids[index], self.image_dir, self.mapping,
                            self.include_crowd)
 
+    def load_with_ignore(self, index: int):
+        """``load(index)`` plus the crowd and unmapped annotations as :class:`IgnoreRegions`."""
+        return load_sample(self.coco, self.ids[index], self.image_dir, self.mapping,
+                           self.include_crowd, with_ignore=True)
+
 
 class DsbFolderSamples:
     """Sample provider over a DSB2018-layout folder (``<root>/<id>/images``, ``masks``).
@@ -239,12 +291,30 @@ class DsbFolderSamples:
         image, masks = nuclei.load_sample(self.samples[index], **self.options)
         return image, masks, np.ones(masks.shape[-1], np.int32)
 
+    def load_with_ignore(self, index: int):
+        """``load(index)`` plus :class:`IgnoreRegions` with no regions but the masks the loader
+        dropped, by reason (``empty_mask``, ``holes_dropped``, ``pieces_dropped``,
+        ``emptied_by_overlap``), so a training loop sees them in ``drop_summary``."""
+        from course_lib.data import nuclei
+
+        options = {k: v for k, v in self.options.items() if k != "return_report"}
+        image, masks, report = nuclei.load_sample(self.samples[index], return_report=True,
+                                                  **options)
+        dropped = {"empty_mask": report.empty_dropped, "holes_dropped": report.holes_dropped,
+                   "pieces_dropped": report.pieces_dropped,
+                   "emptied_by_overlap": report.emptied_by_overlap}
+        return (image, masks, np.ones(masks.shape[-1], np.int32),
+                IgnoreRegions(np.zeros(masks.shape[:2] + (0,), bool), (),
+                              {k: v for k, v in dropped.items() if v}))
+
 
 class LabelFolderSamples:
     """Sample provider over ``images/<name>.<ext>`` and ``labels/<name>.png`` label images.
 
     A label image holds one integer per instance (0 background, any positive ids; 8- or 16-bit
-    PNG or TIFF). Every instance gets class 1. Images without a label file are skipped, counted
+    PNG or TIFF), or one colour per instance (an RGB(A) file, black background: every distinct
+    colour becomes its own instance, :func:`course_lib.ops.masks.colour_labels`). Every instance
+    gets class 1. Images without a label file are skipped, counted
     and logged.
 
     Taught in notebooks/12_train_voc.
@@ -286,9 +356,7 @@ class LabelFolderSamples:
 
         image_path, label_path = self.pairs[index]
         image = io.read_image(image_path)
-        labels = io.read_array(label_path)
-        if labels.ndim == 3:  # an RGB(A) label file: take the first channel
-            labels = labels[..., 0]
+        labels = io.read_label_image(label_path)
         if labels.shape != image.shape[:2]:
             raise ValueError(f"{label_path} is {labels.shape} but {image_path} is "
                              f"{image.shape[:2]}; the label image must match its image.")

@@ -3,26 +3,56 @@
 Taught in notebooks/01_data_tour.
 
 Real datasets mix formats: the DSB2018 images are 8-bit RGBA PNGs, some microscopy sets are
-grey or 16-bit TIFFs, VOC photos are JPEGs. Everything downstream expects one thing, so:
+grey 12- or 16-bit TIFFs, VOC photos are JPEGs. Everything downstream expects one thing, so:
 
 * :func:`read_image` returns ``H×W×3 uint8`` RGB: alpha is dropped, grey is repeated into the
-  three channels, 16-bit (and other integer) data is rescaled to 0..255, float data in [0, 1]
-  is scaled by 255.
-* :func:`read_mask` returns ``H×W bool``: any non-zero pixel is foreground.
+  three channels, and pixel values are brought to 0..255 by the rules of :func:`to_uint8_rgb`;
+* :func:`read_mask` returns ``H×W bool``: any non-zero colour is foreground;
+* :func:`read_label_image` returns ``H×W int32`` instance labels, also from a label file saved
+  in colour (each colour one instance, not channel 0 only).
 
-A file that cannot be decoded (corrupt bytes, truncated transfer, unknown format) raises
-:class:`ImageReadError`, whose message names the file and says what to do, instead of the
-decoder's bare exception surfacing in the middle of an epoch.
+How values are brought to 0..255 (the *rescaling rule*):
+
+* ``uint8``: kept as it is (8 bits stored, 8 bits meant);
+* other integers (``uint16``, ``int32``, ...): **min–max over the image's own values**,
+  ``round((v - min) / (max - min) * 255)``. Microscopes store 10-, 12- or 14-bit data in 16-bit
+  files; dividing by the type's maximum 65535 would turn a 12-bit image (max 4095) almost black
+  (values up to 16 of 255). Min–max uses the range the data actually has, keeps the order of
+  every pixel and clips none, and is easy to check by hand. It was preferred over a robust
+  min–max at the 0.1/99.9 percentiles, which clips 0.2 % of every image, including the clean
+  ones, and depends on the image size; pass ``rescale="percentile"`` where a few hot pixels
+  would otherwise compress the rest. A constant image falls back to ``v / dtype max``.
+* floats: values already in [0, 1] are scaled by 255; anything outside (e.g. 0..4095 or
+  negative values) is min–max rescaled like integers instead of being clipped to white;
+  NaN becomes 0.
+* ``bool``: ``True`` -> 255.
+
+Multi-page TIFFs (z-stacks, time series, channels saved as pages) are *not* one image, and
+whether 3 pages are RGB or 3 slices cannot be told from the file: :func:`read_array` refuses
+them with an :class:`ImageReadError` naming the file, the page count and the fix (split the pages
+or save one RGB page). A single-page TIFF that stores its colour planes separately (axes
+``SYX``) is recognised from its own tags and turned channel-last, so no shape guess is needed.
+
+A file that cannot be decoded (corrupt bytes, truncated transfer, unknown format, an image so
+large that Pillow suspects a decompression bomb) raises :class:`ImageReadError`, whose message
+names the file and says what to do, instead of the decoder's bare exception surfacing in the
+middle of an epoch.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 #: File endings read through tifffile (Pillow handles 16-bit multi-channel TIFFs poorly).
 TIFF_SUFFIXES = (".tif", ".tiff")
+
+#: Percentiles of ``rescale="percentile"`` (robust min–max).
+ROBUST_PERCENTILES = (0.1, 99.9)
 
 
 class ImageReadError(ValueError):
@@ -40,14 +70,41 @@ def _fail(path: Path, err: Exception | str) -> ImageReadError:
     )
 
 
-def read_array(path: str | Path) -> np.ndarray:
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        n_pages = len(tif.pages)
+        if n_pages > 1:
+            raise ImageReadError(
+                f"{path} is a multi-page TIFF ({n_pages} pages: a stack, a time series or "
+                "channels saved as pages), not one image. Split it into one file per image "
+                "(e.g. tifffile.imread(path, key=i)), or save the colour image as a single "
+                "RGB page.")
+        page = tif.pages[0]
+        arr = page.asarray()
+        axes = getattr(page, "axes", "")
+    if arr.ndim == 3 and axes.startswith("S"):  # planar colour (SYX): channels first by tag
+        arr = np.moveaxis(arr, 0, -1)
+    return arr
+
+
+def read_array(path: str | Path, palette: str = "colours") -> np.ndarray:
     """Decode ``path`` to a NumPy array as stored (any dtype, 2-D or ``H×W×C``).
 
-    PNG, JPEG and the other Pillow formats are read with Pillow, TIFF with tifffile.
+    PNG, JPEG and the other Pillow formats are read with Pillow, TIFF with tifffile (one page
+    only, see the module docstring).
+
+    Args:
+        path: the image file.
+        palette: for palette (``P``) images, ``"colours"`` expands the palette to the colours
+            shown (what a photo means); ``"indices"`` keeps the stored indices (what a label
+            or class image means).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ImageReadError: the file exists but cannot be decoded.
+        ImageReadError: the file exists but cannot be decoded, is a multi-page TIFF, or is
+            larger than Pillow's decompression-bomb limit.
 
     Taught in notebooks/01_data_tour.
     """
@@ -55,21 +112,27 @@ def read_array(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"Image file {path} does not exist; check the dataset path "
                                 "(config.dataset_status() shows what was found).")
+    from PIL import Image
+
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            import tifffile
-
-            arr = tifffile.imread(path)
+            arr = _read_tiff(path)
         else:
-            from PIL import Image
-
             with Image.open(path) as im:
                 im.load()  # force decoding now: truncation is only detected here
-                if im.mode == "P":  # palette images: expand to the colours they show
+                if im.mode == "P" and palette == "colours":  # expand to the colours it shows
                     im = im.convert("RGBA" if "transparency" in im.info else "RGB")
                 arr = np.array(im)
                 if im.mode == "I" and arr.size and 0 <= arr.min() and arr.max() <= 65535:
                     arr = arr.astype(np.uint16)  # 16-bit data some Pillow versions widen to int32
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(
+            f"{path} is larger than Pillow's decompression-bomb limit "
+            f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels): {err}. If you trust "
+            "the file, raise the limit before reading (PIL.Image.MAX_IMAGE_PIXELS = None), or "
+            "downscale or tile the image first.") from err
+    except ImageReadError:
+        raise
     except (OSError, ValueError, SyntaxError) as err:  # Pillow/tifffile decoding failures
         raise _fail(path, err) from err
     if arr.size == 0:
@@ -77,52 +140,82 @@ def read_array(path: str | Path) -> np.ndarray:
     return arr
 
 
-def to_uint8_rgb(arr: np.ndarray, source: str | Path = "array") -> np.ndarray:
+def rescale_to_uint8(values: np.ndarray, rescale: str = "minmax") -> np.ndarray:
+    """Bring pixel values of any dtype to ``uint8`` 0..255 by the module's rescaling rule.
+
+    Args:
+        values: array of any shape; ``uint8`` is returned unchanged, ``bool`` as 0/255.
+        rescale: ``"minmax"`` (default) maps the array's min to 0 and max to 255;
+            ``"percentile"`` maps the :data:`ROBUST_PERCENTILES` instead and clips beyond them.
+            Floats already within [0, 1] are scaled by 255 whatever the rule.
+
+    Returns:
+        ``uint8`` array of the same shape.
+
+    Taught in notebooks/01_data_tour.
+    """
+    values = np.asarray(values)
+    if rescale not in ("minmax", "percentile"):
+        raise ValueError(f"rescale must be 'minmax' or 'percentile', got {rescale!r}")
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype == bool:
+        return values.astype(np.uint8) * 255
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise ImageReadError(f"unsupported pixel type {values.dtype}.")
+    v = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if np.issubdtype(values.dtype, np.floating) and v.size and 0.0 <= v.min() and v.max() <= 1.0:
+        return np.round(v * 255.0).astype(np.uint8)
+    if rescale == "percentile":
+        lo, hi = np.percentile(v, ROBUST_PERCENTILES)
+    else:
+        lo, hi = (v.min(), v.max()) if v.size else (0.0, 0.0)
+    if hi <= lo:  # a constant image: no range to stretch
+        top = np.iinfo(values.dtype).max if np.issubdtype(values.dtype, np.integer) else max(hi, 1)
+        return np.round(np.clip(v / top, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.round(np.clip((v - lo) / (hi - lo), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def to_uint8_rgb(arr: np.ndarray, source: str | Path = "array",
+                 rescale: str = "minmax") -> np.ndarray:
     """Convert a decoded image array to ``H×W×3 uint8`` RGB.
 
     * ``H×W`` or ``H×W×1`` grey: repeated into three channels;
     * ``H×W×2`` grey + alpha and ``H×W×4`` RGBA: alpha dropped;
-    * ``uint16`` / other integers: scaled by ``255 / dtype max`` (so 65535 -> 255, 257 -> 1);
-      booleans: ``True`` -> 255; floats: assumed in [0, 1], clipped and scaled by 255.
+    * values: :func:`rescale_to_uint8` over the colour channels together (one range for the
+      image, so colours keep their balance): ``uint8`` kept, other integers and floats outside
+      [0, 1] min–max rescaled, floats in [0, 1] times 255, booleans ``True`` -> 255.
 
+    Channels must come last (:func:`read_array` already turns planar TIFFs channel-last).
     ``source`` only names the input in error messages.
 
     Taught in notebooks/01_data_tour.
     """
     arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (1, 2, 3, 4):
-        arr = np.moveaxis(arr, 0, -1)  # channel-first TIFFs
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
         raise ImageReadError(
-            f"{source}: expected a 2-D grey or H×W×C colour image (C in 1..4), got shape "
-            f"{arr.shape}; multi-page or volume files must be split into single images first."
-        )
+            f"{source}: expected a 2-D grey or H×W×C colour image (C in 1..4, channels last), "
+            f"got shape {arr.shape}; multi-page or volume files must be split into single "
+            "images first, channel-first arrays moved with np.moveaxis(a, 0, -1).")
     channels = arr.shape[-1]
     if channels in (1, 2):  # grey (+ alpha)
         arr = np.repeat(arr[..., :1], 3, axis=2)
     else:
         arr = arr[..., :3]
-    if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr)
-    if arr.dtype == bool:
-        return arr.astype(np.uint8) * 255
-    if np.issubdtype(arr.dtype, np.integer):
-        info = np.iinfo(arr.dtype)
-        scaled = np.clip(arr.astype(np.float64), 0, info.max) * (255.0 / info.max)
-        return np.round(scaled).astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.floating):
-        return np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
-    raise ImageReadError(f"{source}: unsupported pixel type {arr.dtype}.")
+    try:
+        return np.ascontiguousarray(rescale_to_uint8(arr, rescale))
+    except ImageReadError as err:
+        raise ImageReadError(f"{source}: {err}") from err
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, rescale: str = "minmax") -> np.ndarray:
     """Read an image file as ``H×W×3 uint8`` RGB (see :func:`to_uint8_rgb` for the rules).
 
     Taught in notebooks/01_data_tour.
     """
-    return to_uint8_rgb(read_array(path), source=path)
+    return to_uint8_rgb(read_array(path), source=path, rescale=rescale)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -140,3 +233,27 @@ def read_mask(path: str | Path) -> np.ndarray:
     if arr.ndim != 2:
         raise ImageReadError(f"Mask file {path} has shape {arr.shape}; expected a 2-D mask.")
     return arr != 0
+
+
+def read_label_image(path: str | Path) -> np.ndarray:
+    """Read an instance label file as ``H×W int32`` (0 background, one value per instance).
+
+    A grey (8-/16-bit) or palette file gives its stored values (palette indices, not colours);
+    a file saved in colour (RGB/RGBA) gives one label per distinct colour, black the background
+    (:func:`course_lib.ops.masks.colour_labels`), so instances that differ only in green or
+    blue are not merged as reading channel 0 would.
+
+    Taught in notebooks/01_data_tour.
+    """
+    from course_lib.ops.masks import colour_labels
+
+    arr = read_array(path, palette="indices")
+    if arr.ndim == 3 and arr.shape[-1] == 2:  # grey + alpha: the grey value is the label
+        arr = arr[..., 0]
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3):
+        raise ImageReadError(f"Label file {path} has shape {arr.shape}; expected H×W or H×W×C.")
+    if arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating):
+        raise ImageReadError(f"Label file {path} holds floats; labels must be integers.")
+    return colour_labels(arr) if arr.ndim == 3 else arr.astype(np.int32)

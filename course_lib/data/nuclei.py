@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from course_lib.data.io import ImageReadError, read_image, read_mask
+from course_lib.ops.masks import masks_to_boxes
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,8 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 def _crop_slices(mask: np.ndarray) -> tuple[slice, slice]:
     """Bounding slices of a non-empty 2-D mask, padded by one pixel so holes see the outside."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+    y1, x1, y2, x2 = (int(v) for v in masks_to_boxes(mask)[0])  # the one tight-box function
+    return (slice(max(y1 - 1, 0), y2 + 1), slice(max(x1 - 1, 0), x2 + 1))
 
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -226,13 +226,10 @@ def load_sample(sample_dir: str | Path, holes: str = "keep", pieces: str = "keep
             raise ImageReadError(
                 f"Mask {path} is {m.shape[0]}×{m.shape[1]} but its image {image_path} is {h}×{w}; "
                 "the sample folder mixes files from different images: re-extract the dataset.")
-        rows = np.flatnonzero(m.any(axis=1))
-        if rows.size == 0:
+        if not m.any():
             report.empty_dropped += 1
             continue
-        band = m[rows[0]:rows[-1] + 1]
-        cols = np.flatnonzero(band.any(axis=0))
-        sl = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+        sl = _crop_slices(m)
         crop = m[sl]
         # always counted; repaired only on request
         filled = ndi.binary_fill_holes(crop)

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def _present(path: Path) -> bool:
+    """A real dataset folder is present when it is not empty: the downloader renames its folders
+    into place only once complete (and marked), and a copy you made yourself has no marker."""
     return path.is_dir() and any(path.iterdir())
 
 
@@ -32,7 +34,9 @@ def ensure_nuclei(n_images: int | None = None, seed: int = 0,
     synthetic set at ``data_root()/synthetic/nuclei/stage1_train`` is generated when missing
     (``n_images`` defaults to ``config.settings().n_synthetic_images``; ``size`` as in
     :func:`course_lib.data.synthetic.nuclei.make_nuclei`). An existing synthetic set is reused
-    as it is; delete the folder to regenerate it with other settings.
+    only when its completion marker says it was made with the same number of images, seed and
+    size; an unmarked (interrupted) set or one made for other settings (e.g. quick mode's 24
+    images when full mode wants 600) is regenerated.
 
     Taught in notebooks/01_data_tour.
     """
@@ -55,20 +59,57 @@ def ensure_voc(n_images: int | None = None, seed: int = 0) -> tuple[Path, str]:
 
 
 def _ensure(name: str, make, n_images: int | None, **make_kwargs) -> tuple[Path, str]:
-    """The real dataset ``name`` when present, else its synthetic set (generated when missing).
+    """The real dataset ``name`` when present, else its synthetic set (generated when missing,
+    unmarked, or made for other settings).
 
-    ``make(parent, n, **make_kwargs)`` writes the synthetic layout below ``parent``.
+    ``make(parent, n, **make_kwargs)`` writes the synthetic layout below ``parent`` and marks it
+    complete last. A set is reused only when its marker records the same generator, number of
+    images, seed and size (:func:`course_lib.data.synthetic.spec.spec_matches`); otherwise it is
+    regenerated in a temporary sibling folder that replaces the old one only once complete, so
+    a reader never sees half a set.
     """
+    import os
+    import shutil
+
+    from course_lib.data.marker import read_marker
+    from course_lib.data.synthetic.spec import spec_matches, synthetic_spec
+
     root = config.data_root()
     real_rel, synthetic_rel = config.DATASET_LAYOUT[name]
     real = root / real_rel
     if _present(real):
         return real, "real"
     synthetic = root / synthetic_rel
-    if not _present(synthetic):
-        n = config.settings().n_synthetic_images if n_images is None else n_images
-        log.info("generating %d synthetic %s images in %s", n, name, synthetic)
-        make(synthetic.parent, n, **make_kwargs)
+    n = config.settings().n_synthetic_images if n_images is None else n_images
+    wanted = synthetic_spec(make.__name__, n, make_kwargs.get("seed", 0),
+                            make_kwargs.get("size"))
+    recorded = read_marker(synthetic)
+    if spec_matches(recorded, wanted):
+        return synthetic, "synthetic"
+    parent = synthetic.parent  # e.g. data/synthetic/nuclei, holding stage1_train
+    if recorded is None and _present(synthetic):
+        log.warning("%s: no completion marker (interrupted, or made by an older version); "
+                    "regenerating it", synthetic)
+    elif recorded is not None:
+        log.warning("%s was made for %s, not %s; regenerating it", synthetic,
+                    {k: recorded.get(k) for k in ("n_images", "seed", "size", "mode")},
+                    {k: wanted[k] for k in ("n_images", "seed", "size", "mode")})
+    log.info("generating %d synthetic %s images in %s", n, name, synthetic)
+    tmp = parent.with_name(f".{parent.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        make(tmp, n, **make_kwargs)
+        old = parent.with_name(f".{parent.name}.old-{os.getpid()}")
+        if parent.exists():
+            os.replace(parent, old)
+        try:
+            os.replace(tmp, parent)
+        except OSError:  # another process put its set in place meanwhile
+            if not spec_matches(read_marker(synthetic), wanted):
+                raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return synthetic, "synthetic"
 
 
@@ -83,10 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     print(f"Data root: {config.data_root()} (mode {config.mode()})")
+    from course_lib.data.marker import read_marker
+
     for name, ensure in (("nuclei", ensure_nuclei), ("voc", ensure_voc)):
-        before = config.dataset_status()[name][0]
+        source_before, path_before = config.dataset_status()[name]
+        marker_before = read_marker(path_before) if path_before is not None else None
         path, source = ensure(args.n_images, args.seed)
-        action = "found" if before == source else "generated"
+        unchanged = source == source_before and (source == "real" or
+                                                 read_marker(path) == marker_before)
+        action = "found" if unchanged else "generated"
         print(f"  {name}: {action} {source} data at {path}")
     return 0
 

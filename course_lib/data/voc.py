@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from course_lib.data import io
-from course_lib.ops.masks import coco_rle_encode
+from course_lib.ops.masks import coco_rle_encode, masks_to_boxes
 
 log = logging.getLogger(__name__)
 
@@ -174,18 +174,21 @@ def read_annotation(voc_root: str | Path, image_id: str) -> list[dict]:
 
 
 def instances_from_pngs(object_png: np.ndarray, class_png: np.ndarray,
-                        source: str = "image") -> tuple[np.ndarray, np.ndarray]:
+                        source: str = "image", with_unclassed: bool = False):
     """Split a SegmentationObject index image into instance masks with their classes.
 
     Args:
         object_png: ``H x W`` uint8, instance numbers (0 background, 255 void).
         class_png: ``H x W`` uint8, class ids (0 background, 255 void).
         source: names the image in warnings.
+        with_unclassed: also return the masks of the instances skipped for having no class
+            (``H x W x U`` bool), so a pipeline can carry them as ignore regions.
 
     Returns:
         ``(masks, class_ids)``: ``H x W x N`` bool (void pixels in no mask) and ``(N,)`` int32,
-        instances in increasing instance number. An instance whose pixels carry no class
-        (all background or void in SegmentationClass) is skipped with a logged warning.
+        instances in increasing instance number (plus the unclassed masks when asked). An
+        instance whose pixels carry no class (all background or void in SegmentationClass) is
+        skipped with a logged warning.
 
     Taught in notebooks/01_data_tour.
     """
@@ -193,28 +196,39 @@ def instances_from_pngs(object_png: np.ndarray, class_png: np.ndarray,
         raise ValueError(f"{source}: SegmentationObject {object_png.shape} and "
                          f"SegmentationClass {class_png.shape} differ in shape")
     numbers = [int(v) for v in np.unique(object_png) if v not in (0, VOID)]
-    masks, classes = [], []
+    masks, classes, unclassed = [], [], []
     for k in numbers:
         mask = object_png == k
         votes = class_png[mask]
         votes = votes[(votes != 0) & (votes != VOID) & (votes < len(VOC_CLASSES))]
         if votes.size == 0:
             log.warning("%s: instance %d has no class in SegmentationClass; skipped", source, k)
+            unclassed.append(mask)
             continue
         masks.append(mask)
         classes.append(int(np.bincount(votes).argmax()))
     h, w = object_png.shape
-    if not masks:
-        return np.zeros((h, w, 0), bool), np.zeros(0, np.int32)
-    return np.stack(masks, axis=-1), np.asarray(classes, np.int32)
+    stack = np.stack(masks, axis=-1) if masks else np.zeros((h, w, 0), bool)
+    ids = np.asarray(classes, np.int32)
+    if not with_unclassed:
+        return stack, ids
+    return stack, ids, (np.stack(unclassed, axis=-1) if unclassed else np.zeros((h, w, 0), bool))
 
 
-def load_sample(voc_root: str | Path, image_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_sample(voc_root: str | Path, image_id: str, with_ignore: bool = False):
     """One VOC image with its instances.
+
+    Args:
+        voc_root: the VOC2012 folder (or a parent, see :func:`resolve_root`).
+        image_id: the VOC image id, e.g. ``"2007_000032"``.
+        with_ignore: also return the objects without a class as
+            :class:`course_lib.data.coco.IgnoreRegions` (reason ``"unclassed"``).
 
     Returns:
         ``(image, masks, class_ids)``: ``H x W x 3`` uint8 RGB, ``H x W x N`` bool (the 255
-        border belongs to no instance), ``(N,)`` int32 class ids in 1..20.
+        border belongs to no instance), ``(N,)`` int32 class ids in 1..20; plus the
+        ``IgnoreRegions`` when ``with_ignore``. The void border itself is not an ignore region
+        (it outlines every object; its box would be the whole scene).
 
     Taught in notebooks/01_data_tour.
     """
@@ -225,8 +239,14 @@ def load_sample(voc_root: str | Path, image_id: str) -> tuple[np.ndarray, np.nda
     if obj.shape != image.shape[:2]:
         raise ValueError(f"{root / 'SegmentationObject' / (image_id + '.png')} has shape "
                          f"{obj.shape} but the image is {image.shape[:2]}; the files do not match.")
-    masks, class_ids = instances_from_pngs(obj, cls, source=str(image_id))
-    return image, masks, class_ids
+    masks, class_ids, unclassed = instances_from_pngs(obj, cls, source=str(image_id),
+                                                      with_unclassed=True)
+    if not with_ignore:
+        return image, masks, class_ids
+    from course_lib.data.coco import IgnoreRegions
+
+    regions = IgnoreRegions(unclassed, ("unclassed",) * unclassed.shape[-1], {})
+    return image, masks, class_ids, regions
 
 
 def _class_ids(classes: Iterable[str | int] | None) -> list[int]:
@@ -356,6 +376,19 @@ class VocSamples:
         chosen = np.isin(class_ids, self.keep)
         return image, masks[..., chosen], class_ids[chosen]
 
+    def load_with_ignore(self, index: int):
+        """``load(index)`` plus :class:`course_lib.data.coco.IgnoreRegions`: objects without a
+        class (``"unclassed"``) and objects of classes left out by ``classes`` (``"unmapped"``)."""
+        from course_lib.data.coco import IgnoreRegions
+
+        image, masks, class_ids, regions = load_sample(self.root, self.ids[index],
+                                                       with_ignore=True)
+        chosen = np.isin(class_ids, self.keep)
+        lost = np.concatenate([regions.masks, masks[..., ~chosen]], axis=-1)
+        reasons = regions.reasons + ("unmapped",) * int((~chosen).sum())
+        return (image, masks[..., chosen], class_ids[chosen],
+                IgnoreRegions(lost, reasons, dict(regions.dropped)))
+
 
 def statistics(voc_root: str | Path, split: str = "train",
                max_images: int | None = None) -> dict[str, np.ndarray]:
@@ -373,10 +406,8 @@ def statistics(voc_root: str | Path, split: str = "train",
         image, masks, class_ids = samples.load(i)
         per_image.append(masks.shape[-1])
         cids.extend(class_ids.tolist())
-        for k in range(masks.shape[-1]):
-            rows = np.flatnonzero(masks[:, :, k].any(axis=1))
-            cols = np.flatnonzero(masks[:, :, k].any(axis=0))
-            sizes.append(np.sqrt((rows[-1] + 1 - rows[0]) * (cols[-1] + 1 - cols[0])))
+        boxes = masks_to_boxes(masks)
+        sizes.extend(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).tolist())
         shapes.append(image.shape[:2])
     return {"instances_per_image": np.asarray(per_image, np.int64),
             "class_ids": np.asarray(cids, np.int32),

@@ -46,26 +46,33 @@ from course_lib.exercises.ch05_fpn import (  # noqa: F401
 from course_lib.exercises.ch06_anchors_and_rpn import (  # noqa: F401
     ENCODE_CASES,
     IOU_CASES,
+    LABEL_ANCHOR_CASES,
     LEVEL_ANCHOR_CASES,
     NMS_CASES,
     check_encode,
     check_iou,
+    check_label_anchors,
     check_level_anchors,
     check_nms,
+    label_rule_failed,
 )
 from course_lib.exercises.ch07_roi_pool_vs_roi_align import (  # noqa: F401
     BILINEAR_POINT_CASES,
     FPN_LEVEL_CASES,
     ROI_ALIGN_BOX_CASES,
+    ROI_POOL_BOX_CASES,
     check_bilinear_point,
     check_fpn_level,
     check_roi_align_box,
+    check_roi_pool_box,
 )
 from course_lib.exercises.ch10_unet import (  # noqa: F401
     CENTER_CROP_CASES,
+    OVERLAP_TILE_CASES,
     UNET_OUTPUT_SIZE_CASES,
     WEIGHT_MAP_CASES,
     check_center_crop,
+    check_overlap_tile,
     check_unet_output_size,
     check_weight_map,
 )

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from course_lib.exercises.checking import Case, check_function
+from course_lib.exercises.checking import Case, allclose, check_function
 
 _FPN_RNG = np.random.default_rng(5)
 UPSAMPLE_ADD_CASES = [
@@ -56,11 +56,25 @@ def _top_down_reference(laterals):
     merged = [np.asarray(laterals[3])]
     for lateral in reversed(laterals[:3]):
         merged.insert(0, fpn.upsample_add(merged[0], lateral))
-    return np.concatenate([m.ravel() for m in merged])
+    return merged
+
+
+def _compare_levels(got: list, expected: list) -> str | None:
+    """Compare [M2, M3, M4, M5] level by level from the top (an error at M4 spoils M3 and M2
+    too, so the first wrong level from the top is where the mistake is); name that level."""
+    for level, g, e in reversed(list(zip(range(2, 6), got, expected))):
+        reason = allclose(g, e)
+        if reason is not None:
+            hint = (" (M5 is L5 itself, unchanged)" if level == 5 else
+                    f" (M{level} = up(M{level + 1}) + L{level})")
+            return f"level M{level} is wrong{hint}: {reason}"
+    return None
 
 
 def check_top_down(fn: Callable) -> bool:
     """Check ``top_down(laterals [L2, L3, L4, L5]) -> [M2, M3, M4, M5]`` (NumPy).
+
+    Compares the four maps level by level and names the first wrong one ("level M3 is wrong").
 
     Taught in notebooks/05_fpn.
     """
@@ -68,10 +82,10 @@ def check_top_down(fn: Callable) -> bool:
         out = fn(laterals)
         if len(out) != 4:
             raise ValueError(f"return four maps [M2, M3, M4, M5], not {len(out)}")
-        return np.concatenate([np.asarray(m).ravel() for m in out])
+        return [np.asarray(m) for m in out]
 
     return check_function(
-        learner, _top_down_reference, TOP_DOWN_CASES, name="top_down",
+        learner, _top_down_reference, TOP_DOWN_CASES, name="top_down", compare=_compare_levels,
         hint="start from the top: M5 = L5; then M4 = up(M5) + L4, M3 = up(M4) + L3, "
              "M2 = up(M3) + L2; return them finest first.",
     )

@@ -1,4 +1,5 @@
-"""Exercise checks of notebooks/06_anchors_and_rpn: IoU, anchors of one level, delta encoding, NMS.
+"""Exercise checks of notebooks/06_anchors_and_rpn: IoU, anchors of one level, delta encoding,
+anchor labels, NMS.
 
 Taught in notebooks/06_anchors_and_rpn.
 """
@@ -121,4 +122,105 @@ def check_nms(fn: Callable) -> bool:
                                             expected),
         hint="sort by score (highest first), keep the first, drop the rest whose IoU with it is "
              "> threshold, repeat on what is left; return indices into the original boxes.",
+    )
+
+
+# ----------------------------------------------------------------------------- anchor targets
+
+def _boxes(*rows) -> np.ndarray:
+    return np.array(rows, dtype=float).reshape(-1, 4)
+
+
+#: Each case isolates one labelling rule; the IoUs in the descriptions are worked out by hand
+#: (a 10×10 ground-truth box; an anchor (0, 0, 10, 3) shares 30 of 100 px: IoU exactly 0.3).
+LABEL_ANCHOR_CASES = [
+    Case("rule 1: two anchors with IoU >= 0.7 (1.0 and 0.8) are both positive, a far one is "
+         "negative",
+         (_boxes([0, 0, 10, 10], [0, 0, 10, 8], [30, 30, 40, 40]), _boxes([0, 0, 10, 10]))),
+    Case("rule 2: IoU exactly 0.3 is negative (<= 0.3), IoU 0.5 is neutral (-1)",
+         (_boxes([0, 0, 10, 10], [0, 0, 10, 3], [0, 0, 10, 5]), _boxes([0, 0, 10, 10]))),
+    Case("rule 3: a box whose best anchor has IoU 0.4 still gets that one anchor positive",
+         (_boxes([0, 0, 10, 4], [0, 0, 10, 2], [20, 20, 30, 30]), _boxes([0, 0, 10, 10]))),
+    Case("rule 3 with a tie: two anchors share the best IoU 0.5; only the first is positive",
+         (_boxes([0, 0, 10, 5], [0, 5, 10, 10], [20, 20, 30, 30]), _boxes([0, 0, 10, 10]))),
+    Case("two boxes: each gets its own best anchor (IoU 1.0 and 1/3); the rest are negative",
+         (_boxes([0, 0, 10, 10], [0, 18, 10, 24], [0, 8, 10, 20], [40, 40, 50, 50]),
+          _boxes([0, 0, 10, 10], [0, 20, 10, 30]))),
+    Case("no ground-truth boxes: every anchor is negative",
+         (_boxes([0, 0, 10, 10], [5, 5, 15, 15]), np.zeros((0, 4)))),
+]
+
+
+def _label_reference(anchors, gt_boxes, positive_iou=0.7, negative_iou=0.3):
+    from course_lib.layers.rpn import match_anchors_np
+
+    return match_anchors_np(anchors, gt_boxes, None, positive_iou, negative_iou)[0]
+
+
+def label_rule_failed(anchors, gt_boxes, got, expected, positive_iou: float = 0.7,
+                      negative_iou: float = 0.3) -> str | None:
+    """Which labelling rule a learner's anchor labels break, in words; ``None`` when they agree.
+
+    Args:
+        anchors: ``(A, 4)``; gt_boxes: ``(G, 4)``, pixel edges.
+        got: the learner's ``(A,)`` labels; expected: the reference labels.
+
+    Returns:
+        a sentence naming the first anchor that differs, its best IoU, and the rule (IoU >=
+        ``positive_iou`` positive; max IoU <= ``negative_iou`` negative; the best anchor of each
+        box positive, the first one on a tie), or the shape problem.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
+    from course_lib.ops import boxes
+
+    got = np.asarray(got)
+    expected = np.asarray(expected)
+    if got.shape != expected.shape:
+        return f"shape {got.shape} instead of {expected.shape}: one label per anchor"
+    differ = np.flatnonzero(got != expected)
+    if differ.size == 0:
+        return None
+    a = int(differ[0])
+    overlaps = boxes.iou(anchors, gt_boxes)
+    best = float(overlaps[a].max()) if overlaps.shape[1] else 0.0
+    is_best_of = [g for g in range(overlaps.shape[1])
+                  if overlaps[:, g].max() > 0 and int(np.argmax(overlaps[:, g])) == a]
+    where = f"anchor {a} (its best IoU {best:.2f}): expected {int(expected[a])}, got {int(got[a])}"
+    if expected[a] == 1 and best >= positive_iou:
+        rule = f"rule 1: IoU >= {positive_iou} makes an anchor positive"
+    elif expected[a] == 1:
+        rule = (f"rule 3: anchor {a} is the best anchor of box {is_best_of[0]}, so it is positive "
+                f"even below {positive_iou}")
+    elif got[a] == 1 and best < positive_iou:
+        rule = ("rule 3 gives each box only ONE best anchor, the first of any tie "
+                "(np.argmax over anchors), and only for boxes with some overlap")
+    elif expected[a] == 0:
+        rule = f"rule 2: an anchor whose best IoU is <= {negative_iou} is negative (<=, not <)"
+    else:
+        rule = (f"rule 2: between {negative_iou} and {positive_iou} an anchor is neutral (-1), "
+                "left out of the loss")
+    return f"{where}. {rule}"
+
+
+def check_label_anchors(fn: Callable) -> bool:
+    """Check ``label_anchors(anchors, gt_boxes) -> (A,)`` labels in {1, 0, -1} against
+    :func:`course_lib.layers.rpn.match_anchors_np`; a failure names the rule that broke.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
+    results = {}
+
+    def compare(got, expected):
+        anchors, gt = results["case"]
+        return label_rule_failed(anchors, gt, got, expected)
+
+    def reference(anchors, gt_boxes):
+        results["case"] = (anchors, gt_boxes)
+        return _label_reference(anchors, gt_boxes)
+
+    return check_function(
+        fn, reference, LABEL_ANCHOR_CASES, name="label_anchors", compare=compare,
+        hint="max IoU over boxes per anchor: >= 0.7 -> 1, <= 0.3 -> 0, else -1; then for each box "
+             "with any overlap, np.argmax of its IoU column over anchors -> 1 (one anchor per box).",
     )

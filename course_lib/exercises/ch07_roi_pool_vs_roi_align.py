@@ -1,4 +1,5 @@
-"""Exercise checks of notebooks/07_roi_pool_vs_roi_align: bilinear sampling of one point, RoIAlign of one box, FPN level.
+"""Exercise checks of notebooks/07_roi_pool_vs_roi_align: RoIPool of one box, bilinear sampling of
+one point, RoIAlign of one box, FPN level.
 
 Taught in notebooks/07_roi_pool_vs_roi_align.
 """
@@ -13,6 +14,44 @@ from course_lib.exercises.checking import Case, check_function, exact
 
 _RAMP_4x4 = 10.0 * np.arange(4.0)[:, None] + np.arange(4.0)[None, :]   # value = 10*row + col
 _SQUARES_5x6 = np.arange(5.0)[:, None] ** 2 + 3.0 * np.arange(6.0)[None, :]
+
+ROI_POOL_BOX_CASES = [
+    Case("hand-worked: box (0, 0, 4, 4) px at stride 1, 2×2 bins of 2×2 cells -> [[11, 13], [31, 33]]",
+         (_RAMP_4x4, np.array([0.0, 0.0, 4.0, 4.0]), (2, 2), 1.0)),
+    Case("edges round half-up: (0.6, 1.4, 3.5, 3.2) px -> rows [1, 4), cols [1, 3)",
+         (_RAMP_4x4, np.array([0.6, 1.4, 3.5, 3.2]), (1, 1), 1.0)),
+    Case("3 rows into 2 bins: floor/ceil make the bins share the middle row",
+         (_SQUARES_5x6, np.array([1.0, 0.0, 4.0, 6.0]), (2, 3), 1.0)),
+    Case("stride 2 (spatial_scale 0.5), a 2×2 output",
+         (_SQUARES_5x6, np.array([1.0, 3.0, 9.0, 11.0]), (2, 2), 0.5)),
+    Case("a box smaller than one cell still covers one cell",
+         (_RAMP_4x4, np.array([1.2, 1.2, 1.4, 1.3]), (2, 2), 1.0)),
+    Case("a box hanging off the map: bins with no cell inside give 0",
+         (_RAMP_4x4, np.array([2.0, 2.0, 8.0, 8.0]), (2, 2), 1.0)),
+]
+
+
+def _roi_pool_box_reference(features, box, output_size, spatial_scale):
+    from course_lib.ops import roi
+
+    out = roi.roi_pool(np.asarray(features)[..., None], np.asarray(box)[None], output_size,
+                       spatial_scale)
+    return out[0, ..., 0]
+
+
+def check_roi_pool_box(fn: Callable) -> bool:
+    """Check ``roi_pool_box(features H×W, box, output_size, spatial_scale) -> (h, w)`` against
+    :func:`course_lib.ops.roi.roi_pool`.
+
+    Taught in notebooks/07_roi_pool_vs_roi_align.
+    """
+    return check_function(
+        fn, _roi_pool_box_reference, ROI_POOL_BOX_CASES, name="roi_pool_box",
+        hint="round each edge with floor(v * spatial_scale + 0.5) (at least one cell), split the "
+             "rounded size into h bins: bin i covers start + floor(i * size / h) up to start + "
+             "ceil((i + 1) * size / h); clip to the map; max per bin, 0 for an empty bin.",
+    )
+
 
 BILINEAR_POINT_CASES = [
     Case("a point between four cell centres of 10*row + col", (_RAMP_4x4, 1.25, 2.5)),

@@ -31,6 +31,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from course_lib.ops.padding import MIRROR_MODE, mirror_pad
+
 
 def tile_origins(shape: tuple[int, int], tile_out: int | tuple[int, int]) -> list[tuple[int, int]]:
     """Top-left corners ``(y, x)`` of the output tiles that cover an ``H×W`` image once.
@@ -94,8 +96,10 @@ def overlap_tile_predict(
     n_rows, n_cols = -(-h // to_h), -(-w // to_w)
     extra_h, extra_w = n_rows * to_h - h, n_cols * to_w - w
     pad = ((mh, mh + extra_h), (mw, mw + extra_w), (0, 0))
-    # np.pad reflects repeatedly when a pad is wider than the image, so small images work too
-    padded = np.pad(image, pad, mode=pad_mode)
+    # np.pad reflects repeatedly when a pad is wider than the image, so small images work too;
+    # the default goes through the one mirror of the course, as the U-Net training crops do
+    padded = mirror_pad(image, pad[:2]) if pad_mode == MIRROR_MODE else \
+        np.pad(image, pad, mode=pad_mode)
 
     out = None
     for start in range(0, len(origins), batch_size):

@@ -225,13 +225,14 @@ class PerImageStandardization(keras.layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-def _conv_block(x, filters: int, padding: str, batch_norm: bool, dropout: float, name: str):
+def _conv_block(x, filters: int, padding: str, batch_norm: bool, dropout: float, name: str,
+                bn_momentum: float = 0.99):
     """Two 3×3 convolutions with ReLU (optionally BatchNorm before ReLU, dropout between)."""
     for i in (1, 2):
         x = keras.layers.Conv2D(filters, 3, padding=padding, use_bias=not batch_norm,
                                 kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn{i}")(x)
         x = keras.layers.Activation("relu", name=f"{name}_relu{i}")(x)
         if i == 1 and dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
@@ -249,6 +250,7 @@ def build_unet(
     final_activation: str | None = "softmax",
     rescale: float | str | keras.layers.Layer | None = None,
     name: str | None = None,
+    bn_momentum: float = 0.99,
 ) -> keras.Model:
     """A U-Net as a Keras functional model.
 
@@ -273,6 +275,9 @@ def build_unet(
             a Keras layer is applied as it is (e.g. a ``keras.layers.Normalization`` adapted
             on training images: one fixed affine map for every tile), ``None`` does nothing.
         name: the model's name (default ``unet_valid`` / ``unet_same``).
+        bn_momentum: momentum of the batch-norm moving statistics. Keras' 0.99 averages over
+            ~100 steps: after a short run the statistics used at inference are still mostly
+            their initial values (0 mean, unit variance); 0.9 (~10 steps) suits short runs.
 
     Returns:
         A model mapping ``(B, H, W, C)`` to ``(B, H_out, W_out, n_classes)``.
@@ -306,10 +311,11 @@ def build_unet(
     skips = []
     for level in range(depth):
         x = _conv_block(x, base_filters * 2 ** level, padding, batch_norm, dropout,
-                        name=f"down{level + 1}")
+                        name=f"down{level + 1}", bn_momentum=bn_momentum)
         skips.append(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
-    x = _conv_block(x, base_filters * 2 ** depth, padding, batch_norm, dropout, name="bottom")
+    x = _conv_block(x, base_filters * 2 ** depth, padding, batch_norm, dropout, name="bottom",
+                    bn_momentum=bn_momentum)
     for level in range(depth - 1, -1, -1):
         filters = base_filters * 2 ** level
         x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level + 1}_upconv")(x)
@@ -319,7 +325,8 @@ def build_unet(
             crop = _crop_amounts(skip.shape[1:3], x.shape[1:3])
             skip = keras.layers.Cropping2D(crop, name=f"up{level + 1}_crop")(skip)
         x = keras.layers.Concatenate(name=f"up{level + 1}_concat")([skip, x])
-        x = _conv_block(x, filters, padding, batch_norm, dropout, name=f"up{level + 1}")
+        x = _conv_block(x, filters, padding, batch_norm, dropout, name=f"up{level + 1}",
+                        bn_momentum=bn_momentum)
     outputs = keras.layers.Conv2D(n_classes, 1, activation=final_activation, name="classifier")(x)
     return keras.Model(inputs, outputs, name=name or f"unet_{padding}")
 

@@ -243,10 +243,14 @@ def roi_pool_bins(boxes, output_size, spatial_scale: float) -> tuple[np.ndarray,
     size = np.maximum(end - start, 1)                                     # at least one cell
 
     def axis_bins(k: int, n_bins: int) -> np.ndarray:
+        # Second rounding: bin i covers [floor(i * size / n), ceil((i + 1) * size / n)). In
+        # whole numbers (floor division, and ceil as minus floor of minus), because the float
+        # i * (size / n) can land a hair past a whole number: 7 * (29 / 7) = 29.000000000000004
+        # would give the last bin a cell beyond the box.
         i = np.arange(n_bins)[None, :]
-        bin_size = size[:, k, None] / n_bins
-        lo = start[:, k, None] + np.floor(i * bin_size).astype(np.int64)  # second rounding
-        hi = start[:, k, None] + np.ceil((i + 1) * bin_size).astype(np.int64)
+        cells = size[:, k, None]
+        lo = start[:, k, None] + (i * cells) // n_bins
+        hi = start[:, k, None] - (-(i + 1) * cells) // n_bins
         return np.stack([lo, hi], axis=-1)
 
     return axis_bins(0, out_h), axis_bins(1, out_w)

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.collections import LineCollection
 
 from course_lib.layers.rpn import match_anchors_np
-from course_lib.ops.anchors import DEFAULT_RATIOS, level_anchors
+from course_lib.ops.anchors import DEFAULT_RATIOS, cell_anchors, feature_shape, level_anchors
 from course_lib.ops.nms import nms
 from course_lib.viz.plots import draw_boxes
 from course_lib.viz.widgets import Explorer, explorer
@@ -163,6 +163,141 @@ def anchor_explorer(image: np.ndarray, gt_boxes: np.ndarray) -> Explorer:
     )
 
 
+def cross_boundary(anchors: np.ndarray, image_shape, allowed_border: float = 0.0) -> np.ndarray:
+    """``(A,)`` bool: anchors reaching more than ``allowed_border`` px past the image edge.
+
+    Faster R-CNN ignores these in training (its ``allowed_border`` is 0); torchvision and
+    matterport label them like any other anchor.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
+    a = np.asarray(anchors, dtype=float).reshape(-1, 4)
+    h, w = image_shape[0], image_shape[1]
+    inside = ((a[:, 0] >= -allowed_border) & (a[:, 1] >= -allowed_border)
+              & (a[:, 2] <= h + allowed_border) & (a[:, 3] <= w + allowed_border))
+    return ~inside
+
+
+def draw_level_anchors(ax: plt.Axes, image_shape, scale: float, ratios, stride: int,
+                       image: np.ndarray | None = None, gt_boxes: np.ndarray | None = None,
+                       cell: tuple[int, int] | None = None, offset: float = 0.5,
+                       extent: float | None = None) -> np.ndarray:
+    """One pyramid level drawn to scale: the image (or its outline), the level's anchor centres
+    as dots, and the anchors of one cell (one per ratio) in colour.
+
+    Args:
+        image_shape: ``(H, W[, C])``; image: optional picture to show in it.
+        scale, ratios, stride: the level's anchors (ratio = width / height).
+        gt_boxes: optional ``(G, 4)`` boxes drawn in yellow, for size comparison.
+        cell: ``(i, j)`` whose anchors are drawn (default: the middle cell).
+        offset: anchor centres at ``(i + offset) * stride``.
+        extent: half-width in pixels of the view around the image centre (default: the image
+            with a margin, or more when the anchors are larger).
+
+    Returns:
+        the ``(len(ratios), 4)`` anchors drawn.
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
+    h, w = image_shape[0], image_shape[1]
+    hf, wf = feature_shape((h, w), stride)
+    i, j = cell if cell is not None else (hf // 2, wf // 2)
+    centre = np.array([(i + offset) * stride, (j + offset) * stride])
+    cell_boxes = cell_anchors(scale, ratios) + np.concatenate([centre, centre])[None]
+    if image is not None:
+        ax.imshow(image, extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    ax.add_patch(plt.Rectangle((-0.5, -0.5), w, h, fill=False, edgecolor="0.5", linewidth=1.0))
+    cy = (np.arange(hf) + offset) * stride
+    cx = (np.arange(wf) + offset) * stride
+    yy, xx = np.meshgrid(cy, cx, indexing="ij")
+    ax.plot(xx.ravel() - 0.5, yy.ravel() - 0.5, ".", color="0.2" if image is None else "white",
+            markersize=max(0.5, min(3.0, stride / 8)))
+    if gt_boxes is not None and len(gt_boxes):
+        draw_boxes(ax, gt_boxes, colors=["yellow"] * len(gt_boxes), linewidth=1.0)
+    colours = ["cyan", "magenta", "orange", "lime", "red"]
+    draw_boxes(ax, cell_boxes, colors=colours[:len(cell_boxes)],
+               labels=[f"r={r:g}" for r in _as_tuple(ratios)], linewidth=1.5)
+    largest = np.abs(cell_anchors(scale, ratios)).max() * 2          # longest anchor side
+    half = extent if extent is not None else max(0.6 * max(h, w), 0.75 * largest)
+    mid_y, mid_x = h / 2, w / 2
+    ax.set_xlim(mid_x - half, mid_x + half)
+    ax.set_ylim(mid_y + half, mid_y - half)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (image px)")
+    ax.set_ylabel("y (image px)")
+    return cell_boxes
+
+
+def _as_tuple(values) -> tuple:
+    return tuple(np.atleast_1d(np.asarray(values, dtype=float)).tolist())
+
+
+def draw_delta(ax: plt.Axes, image: np.ndarray, gt_box, anchor, decoded=None,
+               pad: int = 10) -> np.ndarray:
+    """Anchor (dashed orange), ground truth (yellow) and optionally a decoded box (dotted lime)
+    on a crop around them, with an arrow from the anchor's centre to the object's centre.
+
+    Returns:
+        ``(2,)`` the crop's top-left corner ``(y0, x0)`` in image pixels (boxes are drawn shifted
+        by it; tick labels show image coordinates).
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
+    gt_box = np.asarray(gt_box, dtype=float).reshape(4)
+    anchor = np.asarray(anchor, dtype=float).reshape(4)
+    both = np.stack([gt_box, anchor])
+    y0 = int(max(np.floor(both[:, 0].min()) - pad, 0))
+    x0 = int(max(np.floor(both[:, 1].min()) - pad, 0))
+    y1 = int(min(np.ceil(both[:, 2].max()) + pad, image.shape[0]))
+    x1 = int(min(np.ceil(both[:, 3].max()) + pad, image.shape[1]))
+    ax.imshow(image[y0:y1, x0:x1], extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
+    draw_boxes(ax, anchor[None], colors=["orange"], linestyle="--", labels=["anchor"], linewidth=2)
+    draw_boxes(ax, gt_box[None], colors=["yellow"], labels=["ground truth"], linewidth=2)
+    if decoded is not None:
+        draw_boxes(ax, np.asarray(decoded, dtype=float).reshape(1, 4), colors=["lime"],
+                   linestyle=":", linewidth=2.5)
+    (acy, acx), (gcy, gcx) = [((b[0] + b[2]) / 2 - 0.5, (b[1] + b[3]) / 2 - 0.5)
+                              for b in (anchor, gt_box)]
+    ax.annotate("", xy=(gcx, gcy), xytext=(acx, acy),
+                arrowprops=dict(arrowstyle="->", color="white", linewidth=1.5))
+    ax.set_xlim(x0 - 0.5, x1 - 0.5)
+    ax.set_ylim(y1 - 0.5, y0 - 0.5)
+    ax.set_xlabel("x (image px)")
+    ax.set_ylabel("y (image px)")
+    return np.array([y0, x0])
+
+
+def draw_nms_before_after(axes, before: np.ndarray, after: np.ndarray, image: np.ndarray,
+                          window) -> tuple[int, int]:
+    """Two panels on the same crop: the boxes before NMS and the ones it kept.
+
+    Args:
+        axes: two matplotlib axes.
+        before, after: ``(N, 4)`` and ``(K, 4)`` boxes in image pixels.
+        image: ``H×W×3``; window: ``(y1, x1, y2, x2)`` crop in pixels.
+
+    Returns:
+        ``(n_before, n_after)``: how many boxes of each set have their centre in the window
+        (the ones drawn).
+
+    Taught in notebooks/06_anchors_and_rpn.
+    """
+    y0, x0, y1, x1 = (int(v) for v in window)
+    counts = []
+    for ax, bxs, colour in zip(axes, (before, after), ("orange", "lime"), strict=True):
+        bxs = np.asarray(bxs, dtype=float).reshape(-1, 4)
+        cy, cx = (bxs[:, 0] + bxs[:, 2]) / 2, (bxs[:, 1] + bxs[:, 3]) / 2
+        inside = bxs[(cy >= y0) & (cy < y1) & (cx >= x0) & (cx < x1)]
+        ax.imshow(image[y0:y1, x0:x1], extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
+        outline_boxes(ax, inside, colour, linewidth=0.9)
+        ax.set_xlim(x0 - 0.5, x1 - 0.5)
+        ax.set_ylim(y1 - 0.5, y0 - 0.5)
+        ax.set_xlabel("x (image px)")
+        ax.set_ylabel("y (image px)")
+        counts.append(len(inside))
+    return counts[0], counts[1]
+
+
 def draw_nms(ax: plt.Axes, boxes: np.ndarray, scores: np.ndarray, kept: np.ndarray,
              image: np.ndarray | None = None, image_shape=None) -> None:
     """All boxes faint and dashed, the kept ones solid with their scores.
@@ -203,4 +338,5 @@ def nms_explorer(boxes: np.ndarray, scores: np.ndarray, image: np.ndarray | None
 
 
 __all__ = ["DEFAULT_RATIOS", "outline_boxes", "anchor_explorer", "anchor_labels_view", "draw_anchors", "draw_nms",
-           "nms_explorer"]
+           "nms_explorer", "cross_boundary", "draw_level_anchors", "draw_delta",
+           "draw_nms_before_after"]

@@ -112,6 +112,56 @@ def show_instances(image: np.ndarray, masks: np.ndarray | None = None,
     return ax
 
 
+def outline_masks(image: np.ndarray, masks: np.ndarray,
+                  colors: np.ndarray | None = None) -> np.ndarray:
+    """Draw the one-pixel inner outline of each ``H×W×N`` bool mask onto an ``H×W×3`` uint8
+    image, leaving every other pixel as it is; returns float RGB in [0, 1].
+
+    Unlike :func:`overlay_masks` the image stays fully visible inside the masks, which is what
+    a reader needs to judge whether the masks sit on the objects (e.g. after augmentation).
+
+    Taught in notebooks/01_data_tour.
+    """
+    from scipy import ndimage
+
+    out = np.asarray(image, dtype=np.float64) / 255.0
+    if out.ndim == 2:
+        out = np.repeat(out[..., None], 3, axis=2)
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim == 2:
+        masks = masks[..., None]
+    colors = instance_colors(masks.shape[-1]) if colors is None else colors
+    for i in range(masks.shape[-1]):
+        m = masks[..., i]
+        rim = m & ~ndimage.binary_erosion(m, border_value=0)   # mask pixels with a neighbour outside
+        out[rim] = colors[i]
+    return out
+
+
+def show_outlines(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray | None = None,
+                  title: str | None = None, ax: plt.Axes | None = None) -> plt.Axes:
+    """An image with its instance masks drawn as coloured outlines (image visible inside),
+    optionally their boxes; axes hidden, as for a photograph.
+
+    Args:
+        image: ``H×W×3`` uint8 (or ``H×W``).
+        masks: ``H×W×N`` bool.
+        boxes: ``(N, 4)`` pixel-edge boxes, optional (same colours as the outlines).
+
+    Taught in notebooks/01_data_tour.
+    """
+    ax = _axes(ax)
+    n = np.asarray(masks).shape[-1] if np.ndim(masks) == 3 else 1
+    colors = instance_colors(n)
+    ax.imshow(outline_masks(image, masks, colors=colors), interpolation="nearest")
+    if boxes is not None:
+        draw_boxes(ax, boxes, colors=colors, linewidth=0.8, linestyle=":")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def compare_instances(image: np.ndarray, true_masks: np.ndarray, pred_masks: np.ndarray,
                       titles: tuple[str, str] = ("ground truth", "prediction"),
                       figsize=(10, 5)) -> plt.Figure:

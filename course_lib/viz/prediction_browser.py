@@ -20,9 +20,9 @@ def _as_mask_stack(item, name: str, index: int) -> np.ndarray:
     if item.ndim == 3:
         return item.astype(bool)
     if item.ndim == 2:
-        ids = np.unique(item)
-        ids = ids[ids != 0]
-        return item[..., None] == ids[None, None, :]
+        from course_lib.ops.masks import labels_to_masks  # the one label -> stack split
+
+        return labels_to_masks(item)
     raise ValueError(
         f"prediction_browser: {name}[{index}] has shape {item.shape}; pass an H×W×N bool mask "
         "stack or an H×W label image (0 = background)"

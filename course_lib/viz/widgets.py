@@ -14,11 +14,24 @@ that redraws the training curves in the notebook at every epoch end).
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import io
+import traceback
 from collections.abc import Callable
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import display
+
+
+def _figure_output(fig) -> dict:
+    """One notebook ``display_data`` output holding a PNG of ``fig`` (what inline display shows)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    return {"output_type": "display_data",
+            "data": {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
+                     "text/plain": f"<Figure size {fig.bbox.width:.0f}x{fig.bbox.height:.0f}>"},
+            "metadata": {}}
 
 
 class Explorer(widgets.VBox):
@@ -55,19 +68,36 @@ class Explorer(widgets.VBox):
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-run ``render`` with the current control values into the output area."""
-        self.output.clear_output(wait=True)
+        """Re-run ``render`` with the current control values into the output area.
+
+        The output is built here, in the kernel, and assigned to ``output.outputs`` in one go
+        (printed text, then an image of each figure the render drew; a traceback if it
+        failed). We do not use ``with output:`` + ``display``: that routes the kernel's display
+        messages through the front end's Output widget, and a headless executor
+        (``jupyter nbconvert --execute``, nbclient, papermill) answers each such message on the
+        kernel's shell channel while it is waiting for the cell's reply on that same channel,
+        a race that now and then leaves it waiting forever (nbclient issue 312). Assigning
+        ``outputs`` sends only a widget-state update, which needs no answer.
+        """
         before = set(plt.get_fignums())
+        printed = io.StringIO()
+        outputs: list[dict] = []
         try:
-            # In a kernel, an exception inside `with output` is shown there as a traceback
-            # (ipywidgets' Output does that) instead of vanishing into the log console.
-            with self.output:
+            with contextlib.redirect_stdout(printed):
                 self.result = self._render(**self.values())
-                # Show the figures this render drew (not figures a notebook cell left open).
-                for number in plt.get_fignums():
-                    if number not in before:
-                        display(plt.figure(number))
+            # Show the figures this render drew (not figures a notebook cell left open).
+            outputs = [_figure_output(plt.figure(n)) for n in plt.get_fignums() if n not in before]
+        except Exception:
+            # Shown in the output area instead of vanishing into the log console; re-raised
+            # so a test (or a notebook cell that set a control) sees it.
+            outputs = [{"output_type": "stream", "name": "stderr",
+                        "text": traceback.format_exc()}]
+            raise
         finally:
+            if printed.getvalue():
+                outputs.insert(0, {"output_type": "stream", "name": "stdout",
+                                   "text": printed.getvalue()})
+            self.output.outputs = tuple(outputs)
             # Close them even when the render failed half-way: a slider dragged a hundred
             # times must not leave a hundred figures open.
             for number in set(plt.get_fignums()) - before:

@@ -39,6 +39,9 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.draw import ellipse
 
+from course_lib.data.marker import clear_marker, write_marker
+from course_lib.data.synthetic.spec import synthetic_spec
+
 #: (name, probability) of the three imaging modalities in the real stage1_train.
 MODALITIES = (("fluorescence", 0.8156), ("histology", 0.1611), ("brightfield", 0.0233))
 
@@ -255,7 +258,9 @@ def make_nuclei(root: str | Path, n_images: int, seed: int = 0, size=None) -> li
     Args:
         root: folder to write into; ``root/stage1_train/<id>/images/<id>.png`` and
             ``root/stage1_train/<id>/masks/<mask id>.png`` are created, plus
-            ``root/manifest.json`` listing each image's id, modality, size and nuclei count.
+            ``root/manifest.json`` listing each image's id, modality, size and nuclei count,
+            and, written last, the completion marker ``stage1_train/.course-complete.json``
+            recording what the set was made for (:func:`synthetic_spec`).
         n_images: how many images (0 is allowed).
         seed: the same seed gives byte-identical files.
         size: ``None`` for the real size mix, an int for square images, or ``(H, W)``. A forced
@@ -271,6 +276,7 @@ def make_nuclei(root: str | Path, n_images: int, seed: int = 0, size=None) -> li
     _parse_size(size)
     stage1 = Path(root) / "stage1_train"
     stage1.mkdir(parents=True, exist_ok=True)
+    clear_marker(stage1)  # rewriting: incomplete until the marker is written again, last
     dirs, manifest = [], []
     for i in range(int(n_images)):
         sample = make_sample(seed, i, size)
@@ -281,4 +287,5 @@ def make_nuclei(root: str | Path, n_images: int, seed: int = 0, size=None) -> li
     (Path(root) / "manifest.json").write_text(json.dumps(
         {"generator": "course_lib.data.synthetic.nuclei", "seed": seed, "size": size,
          "images": manifest}, indent=1))
+    write_marker(stage1, **synthetic_spec("make_nuclei", n_images, seed, size))
     return dirs

@@ -30,7 +30,10 @@ from skimage import draw, segmentation
 from skimage.morphology import dilation, disk
 from skimage.transform import resize
 
+from course_lib.data.marker import clear_marker, write_marker
+from course_lib.data.synthetic.spec import synthetic_spec
 from course_lib.data.voc import VOC_CLASSES, VOC_PALETTE, VOID
+from course_lib.ops.masks import masks_to_boxes
 
 #: Image sizes (H, W) drawn from when ``size`` is None; the common VOC photo shapes.
 VOC_SIZES = ((375, 500), (500, 375), (333, 500), (500, 333), (281, 500), (366, 500))
@@ -132,12 +135,11 @@ def _scene(rng: np.random.Generator, h: int, w: int, border: int):
         number = len(objects) + 1
         obj_png[visible] = number
         cls_png[visible] = class_id
-        rows = np.flatnonzero(full.any(axis=1))
-        cols = np.flatnonzero(full.any(axis=0))
+        y1, x1, y2, x2 = (int(v) for v in masks_to_boxes(full)[0])
         objects.append({"name": VOC_CLASSES[class_id], "class_id": class_id,
-                        # VOC boxes: 1-based inclusive corners of the object as annotated
-                        "xmin": int(cols[0]) + 1, "ymin": int(rows[0]) + 1,
-                        "xmax": int(cols[-1]) + 1, "ymax": int(rows[-1]) + 1})
+                        # VOC boxes: 1-based inclusive corners, i.e. the pixel-edge box's
+                        # low edges plus one and its high edges as they are
+                        "xmin": x1 + 1, "ymin": y1 + 1, "xmax": x2, "ymax": y2})
     obj_png[edges] = VOID
     cls_png[edges] = VOID
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), cls_png, obj_png, objects
@@ -186,7 +188,8 @@ def make_voc(root: str | Path, n_images: int, seed: int = 0,
             images (quick mode), or ``(H, W)``.
 
     Returns:
-        The ``VOC2012`` folder, readable by :func:`course_lib.data.voc.load_sample`.
+        The ``VOC2012`` folder, readable by :func:`course_lib.data.voc.load_sample`; its
+        completion marker (what the set was made for, :func:`synthetic_spec`) is written last.
 
     Taught in notebooks/01_data_tour.
     """
@@ -197,6 +200,7 @@ def make_voc(root: str | Path, n_images: int, seed: int = 0,
                                            "SegmentationObject", "Annotations")}
     for d in (*dirs.values(), out / "ImageSets" / "Segmentation"):
         d.mkdir(parents=True, exist_ok=True)
+    clear_marker(out)  # rewriting: incomplete until the marker is written again, last
     ids = []
     for i in range(n_images):
         rng = np.random.default_rng([seed, i])
@@ -218,4 +222,5 @@ def make_voc(root: str | Path, n_images: int, seed: int = 0,
     sets = out / "ImageSets" / "Segmentation"
     for name, chosen in (("train", ids[:n_train]), ("val", ids[n_train:]), ("trainval", ids)):
         (sets / f"{name}.txt").write_text("".join(f"{x}\n" for x in chosen))
+    write_marker(out, **synthetic_spec("make_voc", n_images, seed, size))
     return out

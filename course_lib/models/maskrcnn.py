@@ -1,0 +1,620 @@
+"""Mask R-CNN assembled: configs, the training and inference models, ``detect``, the stages.
+
+Taught in notebooks/09_mask_rcnn.
+
+Public API (fixed in DESIGN.md's table; the rest is documented here):
+
+- :func:`nuclei_config` / :func:`voc_config` -> :class:`MaskRCNNConfig`, a frozen dataclass with
+  mode-dependent sizes (``COURSE_MODE`` quick/full via :func:`course_lib.config.settings`);
+  override fields with ``dataclasses.replace(config, image_size=256)``.
+- :func:`build_models(config) <build_models>` -> ``(training_model, inference_model)``: two
+  :class:`MaskRCNN` instances that share every layer (so every weight). Weight files are
+  interchangeable: ``training_model.save_weights(p)``, ``inference_model.load_weights(p)``.
+- *training model*: call it on the :class:`~course_lib.data.pipeline.MaskRCNNDataset` batch dict
+  (``images``, ``image_meta``, ``gt_boxes``, ``gt_class_ids``, ``gt_masks``, optional
+  ``gt_ignore_boxes`` / ``gt_ignore_count``); it returns the five losses as a dict. It computes
+  its loss itself, so ``model.compile(optimizer=...)`` then ``model.fit(dataset)`` with no ``y``
+  trains it, and fit's logs report ``loss`` plus each of :data:`course_lib.losses.LOSS_NAMES`.
+- *inference model*: call it on ``{"images", "image_meta"}``; returns ``boxes (B, D, 4)`` in the
+  padded square's pixels, ``class_ids (B, D)``, ``scores (B, D)``, ``masks (B, D, 28, 28)``
+  (sigmoid of the detected class's channel), ``valid (B, D)`` bool.
+- :func:`detect(inference_model, images) <detect>`: images of any sizes (``H×W×3`` uint8) ->
+  one dict per image: ``boxes (N, 4)`` in the original pixels, ``class_ids (N,)``,
+  ``scores (N,)``, ``masks H×W×N`` bool (mini-masks pasted back at threshold 0.5).
+- :func:`run_stages(model, batch) <run_stages>` (or ``model.stages(batch)``): every
+  intermediate stage of one forward pass as NumPy arrays, by name (:data:`STAGE_NAMES`):
+  ``anchors``, ``rpn_scores``, ``rpn_deltas``, ``proposals`` / ``proposal_scores`` /
+  ``proposal_valid``, ``class_probs``, ``refined_boxes`` (each proposal refined by its best
+  class), ``detections`` / ``detection_class_ids`` / ``detection_scores`` / ``detection_valid``,
+  ``masks``; with ground truth in the batch also the training targets (``rpn_target_*``,
+  ``roi_*``, ``mask_targets``) and the five ``losses``. Works on either model.
+- :func:`parameter_counts(model) <parameter_counts>`: parameters per part (backbone, FPN, RPN,
+  box head, mask head).
+
+Normalisation: with ImageNet weights present (Keras cache, see
+:func:`course_lib.layers.resnet.find_imagenet_weights`) the backbone's BatchNorm is frozen, the
+usual fine-tuning set-up; without them (this course's default: nothing is downloaded) it
+trains from scratch, so BatchNorm is trainable (momentum :attr:`MaskRCNNConfig.bn_momentum`,
+0.9, so the moving statistics follow a short run) and the mask head may use GroupNorm. Frozen
+BatchNorm with random weights is the usual reason a Keras Mask R-CNN trained from scratch
+scores zero. The model prints which case applies when it is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import ops
+
+from course_lib import config as course_config
+from course_lib import losses as L
+from course_lib.layers import fpn as fpn_lib
+from course_lib.layers import resnet as resnet_lib
+from course_lib.layers.anchor_targets import rpn_targets_ops
+from course_lib.layers.anchors import AnchorGenerator
+from course_lib.layers.box_coder import clip_to_window_ops
+from course_lib.layers.detection import DetectionLayer
+from course_lib.layers.heads import BoxHead, MaskHead
+from course_lib.layers.preprocessing import CaffePreprocessing
+from course_lib.layers.proposals import ProposalLayer
+from course_lib.layers.roi_align import PyramidRoIAlign
+from course_lib.layers.roi_targets import roi_targets_ops
+from course_lib.layers.rpn_head import RPNHead
+from course_lib.layers.sampler import gather_rows, positive_slots
+from course_lib.ops import boxes as box_ops
+
+# ------------------------------------------------------------------------------------ config
+
+
+@dataclass(frozen=True)
+class MaskRCNNConfig:
+    """Every setting of the model (defaults: the Mask R-CNN / FPN papers, full size).
+
+    Attributes:
+        name: preset name. image_size: side ``S`` of the padded square input (multiple of 64).
+        num_classes: ``K`` including background (class 0). class_names: ``K`` names.
+        backbone: ``"resnet50"``, ``"resnet101"`` or ``"light"`` (quick mode on a CPU).
+        pretrained: load ImageNet backbone weights when the file is in the Keras cache.
+        bn_momentum: BatchNorm momentum when the backbone trains from scratch.
+        fpn_channels: pyramid width (256).
+        anchor_scales: one scale per level P2..P6 (pixels, sqrt of area); anchor_ratios: w/h.
+        strides: P2..P6 strides. anchor_stride: anchors on every n-th cell.
+        rpn_positive_iou / rpn_negative_iou: anchor matching (0.7 / 0.3, best anchor kept).
+        rpn_batch_per_image / rpn_positive_fraction: anchor sampling (256, 0.5).
+        rpn_pre_nms_top_k_train / _test: best anchors per level before NMS (2000 / 1000).
+        rpn_post_nms_top_n_train / _test: proposals after NMS (2000 / 1000).
+        rpn_nms_threshold: 0.7. rpn_min_size: smallest proposal side in pixels.
+        rois_per_image / roi_positive_fraction / roi_positive_iou: RoI sampling (512, 0.25, 0.5).
+        pool_size / mask_pool_size / mask_shape: RoIAlign 7×7 and 14×14, masks 28×28.
+        box_head_dim: the two FC layers (1024). mask_head_channels: mask convs (256).
+        mask_head_norm: ``"none"`` or ``"group"``.
+        max_instances: gt rows per image ``G`` (the dataset's ``max_instances``).
+        max_ignore: ignore-region rows (the dataset's ``max_ignore``).
+        mini_mask_shape: ``(h, w)`` of the gt mini-masks, or ``None`` for full masks.
+        detections_per_image: ``D``. detection_min_confidence: score threshold (0.05).
+        detection_nms_threshold: per-class NMS IoU (0.5). detection_pre_nms_top_k: candidates.
+        mask_threshold: binarisation of pasted masks (0.5).
+        ignore_ioa: IoA with an ignore region that makes a non-positive candidate ignored.
+        seed: seed of the samplers.
+
+    Learning settings (optimizer, steps, schedules) belong to the training engine.
+
+    Taught in notebooks/09_mask_rcnn.
+    """
+
+    name: str = "maskrcnn"
+    image_size: int = 512
+    num_classes: int = 2
+    class_names: tuple = ("background", "object")
+    backbone: str = "resnet50"
+    pretrained: bool = True
+    bn_momentum: float = 0.9
+    fpn_channels: int = 256
+    anchor_scales: tuple = (32, 64, 128, 256, 512)
+    anchor_ratios: tuple = (0.5, 1.0, 2.0)
+    strides: tuple = (4, 8, 16, 32, 64)
+    anchor_stride: int = 1
+    rpn_positive_iou: float = 0.7
+    rpn_negative_iou: float = 0.3
+    rpn_batch_per_image: int = 256
+    rpn_positive_fraction: float = 0.5
+    rpn_pre_nms_top_k_train: int = 2000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_k_test: int = 1000
+    rpn_post_nms_top_n_test: int = 1000
+    rpn_nms_threshold: float = 0.7
+    rpn_min_size: float = 1.0
+    rois_per_image: int = 512
+    roi_positive_fraction: float = 0.25
+    roi_positive_iou: float = 0.5
+    pool_size: int = 7
+    mask_pool_size: int = 14
+    mask_shape: int = 28
+    box_head_dim: int = 1024
+    mask_head_channels: int = 256
+    mask_head_norm: str = "none"
+    max_instances: int = 100
+    max_ignore: int = 32
+    mini_mask_shape: tuple | None = (28, 28)
+    detections_per_image: int = 100
+    detection_min_confidence: float = 0.05
+    detection_nms_threshold: float = 0.5
+    detection_pre_nms_top_k: int = 1000
+    mask_threshold: float = 0.5
+    ignore_ioa: float = 0.5
+    seed: int = 42
+
+    def __post_init__(self):
+        if self.image_size % 64:
+            raise ValueError(f"MaskRCNNConfig.image_size={self.image_size}: use a multiple of "
+                             f"64 (P6 has stride 64), e.g. {64 * max(1, round(self.image_size / 64))}.")
+        if self.backbone not in fpn_lib.BACKBONES:
+            raise ValueError(f"backbone {self.backbone!r} is not one of {fpn_lib.BACKBONES}.")
+        if len(self.anchor_scales) != len(self.strides):
+            raise ValueError("anchor_scales needs one entry per stride (P2..P6).")
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} names for num_classes="
+                             f"{self.num_classes} (background included).")
+        if self.mask_shape != 2 * self.mask_pool_size:
+            raise ValueError("mask_shape must be 2 * mask_pool_size (one 2×2 transposed conv).")
+
+    @property
+    def positive_rois(self) -> int:
+        """``P``: the positive slice the mask head trains on (``rois * fraction``)."""
+        return positive_slots(self.rois_per_image, self.roi_positive_fraction)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> MaskRCNNConfig:
+        """Inverse of :meth:`to_dict` (lists become tuples; unknown keys are an error)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"MaskRCNNConfig has no field(s) {sorted(unknown)}.")
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()})
+
+
+def nuclei_config(**overrides) -> MaskRCNNConfig:
+    """Preset for cell nuclei (2 classes), sized by the course mode.
+
+    Small anchors (8–128 px on P2–P6: nuclei are 8–100 px, so every nucleus-sized box falls on
+    P2–P4) and many instances (400 in full mode; DSB images hold up to ~375 nuclei). Quick
+    mode: 128 px images, the light backbone, narrower FPN and heads, fewer RoIs.
+
+    Taught in notebooks/09_mask_rcnn.
+    """
+    quick = course_config.settings().name == "quick"
+    values = dict(name="nuclei", num_classes=2, class_names=("background", "nucleus"),
+                  anchor_scales=(8, 16, 32, 64, 128))
+    if quick:
+        values.update(image_size=course_config.settings().image_size, backbone="light",
+                      fpn_channels=64, box_head_dim=256, mask_head_channels=64,
+                      rpn_batch_per_image=128, rpn_pre_nms_top_k_train=500,
+                      rpn_post_nms_top_n_train=300, rpn_pre_nms_top_k_test=300,
+                      rpn_post_nms_top_n_test=200, rois_per_image=128, max_instances=64,
+                      detections_per_image=64, detection_pre_nms_top_k=200)
+    else:
+        values.update(image_size=512, backbone="resnet50", max_instances=400,
+                      detections_per_image=400, detection_pre_nms_top_k=2000,
+                      rpn_post_nms_top_n_test=2000)
+    values.update(overrides)
+    return MaskRCNNConfig(**values)
+
+
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
+               "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
+               "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+
+
+def voc_config(**overrides) -> MaskRCNNConfig:
+    """Preset for Pascal VOC (21 classes with background), sized by the course mode.
+
+    Default anchor scales 32–512 (full mode, 512 px images); quick mode: 128 px images, the
+    light backbone, scales 16–256, narrower FPN and heads.
+
+    Taught in notebooks/09_mask_rcnn.
+    """
+    quick = course_config.settings().name == "quick"
+    values = dict(name="voc", num_classes=21, class_names=VOC_CLASSES, max_instances=32)
+    if quick:
+        values.update(image_size=course_config.settings().image_size, backbone="light",
+                      anchor_scales=(16, 32, 64, 128, 256), fpn_channels=64, box_head_dim=256,
+                      mask_head_channels=64, rpn_batch_per_image=128,
+                      rpn_pre_nms_top_k_train=500, rpn_post_nms_top_n_train=300,
+                      rpn_pre_nms_top_k_test=300, rpn_post_nms_top_n_test=200,
+                      rois_per_image=128, detections_per_image=50, detection_pre_nms_top_k=500)
+    values.update(overrides)
+    return MaskRCNNConfig(**values)
+
+
+def _as_config(config) -> MaskRCNNConfig:
+    if config is None:
+        return nuclei_config()
+    if isinstance(config, MaskRCNNConfig):
+        return config
+    if isinstance(config, dict):
+        return MaskRCNNConfig.from_dict(config)
+    raise TypeError(f"expected a MaskRCNNConfig or a dict, got {type(config).__name__}.")
+
+
+# ------------------------------------------------------------------------------------- model
+
+def _build_backbone(config: MaskRCNNConfig, verbose: bool = True) -> keras.Model:
+    """Backbone + FPN with the normalisation that suits the weights that can be had."""
+    shape = (config.image_size, config.image_size, 3)
+    weights = None
+    if config.pretrained and config.backbone != "light":
+        weights = resnet_lib.find_imagenet_weights(int(config.backbone[6:]))
+    frozen = weights is not None
+    model = fpn_lib.build_backbone(config.backbone, shape, config.fpn_channels, freeze_bn=frozen)
+    backbone = model.get_layer("backbone")
+    if frozen:
+        resnet_lib.load_imagenet_weights(backbone, verbose=verbose)
+        if verbose:
+            print(f"Mask R-CNN backbone {config.backbone}: ImageNet weights, frozen BatchNorm.")
+    else:
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = config.bn_momentum
+        if verbose:
+            why = ("no ImageNet weights exist for the light backbone"
+                   if config.backbone == "light" else
+                   f"{resnet_lib.FALLBACK_MESSAGE}" if config.pretrained else
+                   "pretrained=False")
+            print(f"Mask R-CNN backbone {config.backbone}: random initialisation ({why}); "
+                  f"trainable BatchNorm (momentum {config.bn_momentum}), trained from scratch.")
+    return model
+
+
+@keras.saving.register_keras_serializable(package="course_lib")
+class MaskRCNN(keras.Model):
+    """Mask R-CNN, in ``"training"`` or ``"inference"`` mode (see the module docstring).
+
+    Args:
+        config: a :class:`MaskRCNNConfig` (or its ``to_dict()``).
+        mode: ``"training"`` (call returns the five losses) or ``"inference"`` (detections).
+        shared: another :class:`MaskRCNN` whose layers (and so weights) this one reuses.
+        verbose: print how the backbone was initialised.
+
+    Both modes hold the same layers under the same names, so weight files move between them.
+
+    Taught in notebooks/09_mask_rcnn.
+    """
+
+    def __init__(self, config=None, mode: str = "training", shared: MaskRCNN | None = None,
+                 verbose: bool = True, **kwargs):
+        if mode not in ("training", "inference"):
+            raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}.")
+        kwargs.setdefault("name", f"maskrcnn_{mode}")
+        super().__init__(**kwargs)
+        self.config = _as_config(config)
+        self.mode = mode
+        cfg = self.config
+        s = cfg.image_size
+        if shared is not None:
+            for attr in ("preprocess", "backbone", "anchor_generator", "rpn_head",
+                         "train_proposals", "test_proposals", "box_align", "mask_align",
+                         "box_head", "mask_head", "detection", "seed_generator"):
+                setattr(self, attr, getattr(shared, attr))
+        else:
+            self.preprocess = CaffePreprocessing(name="preprocess")
+            self.backbone = _build_backbone(cfg, verbose)
+            self.anchor_generator = AnchorGenerator(cfg.anchor_scales, cfg.anchor_ratios,
+                                                    cfg.strides, cfg.anchor_stride,
+                                                    name="anchors")
+            self.rpn_head = RPNHead(self.anchor_generator.anchors_per_location,
+                                    cfg.fpn_channels, name="rpn_head")
+            counts = self.anchor_generator.level_counts((s, s))
+            self.train_proposals = ProposalLayer(
+                (s, s), cfg.rpn_pre_nms_top_k_train, cfg.rpn_post_nms_top_n_train,
+                cfg.rpn_nms_threshold, counts, cfg.rpn_min_size, name="train_proposals")
+            self.test_proposals = ProposalLayer(
+                (s, s), cfg.rpn_pre_nms_top_k_test, cfg.rpn_post_nms_top_n_test,
+                cfg.rpn_nms_threshold, counts, cfg.rpn_min_size, name="test_proposals")
+            levels = cfg.strides[:4]
+            self.box_align = PyramidRoIAlign(cfg.pool_size, levels, name="box_roi_align")
+            self.mask_align = PyramidRoIAlign(cfg.mask_pool_size, levels, name="mask_roi_align")
+            self.box_head = BoxHead(cfg.num_classes, cfg.box_head_dim, name="box_head")
+            self.mask_head = MaskHead(cfg.num_classes, cfg.mask_head_channels,
+                                      norm=cfg.mask_head_norm, name="mask_head")
+            self.detection = DetectionLayer(cfg.detections_per_image,
+                                            cfg.detection_min_confidence,
+                                            cfg.detection_nms_threshold,
+                                            cfg.detection_pre_nms_top_k, name="detection")
+            self.seed_generator = keras.random.SeedGenerator(cfg.seed, name="sampler_seed")
+            self._build_heads()
+        self.loss_trackers = {n: keras.metrics.Mean(name=n) for n in L.LOSS_NAMES}
+        self.built = True
+
+    # ---- building
+    def _build_heads(self):
+        cfg = self.config
+        s, c = cfg.image_size, cfg.fpn_channels
+        self.rpn_head.build([(None, -(-s // t), -(-s // t), c) for t in cfg.strides])
+        self.box_head.build((None, None, cfg.pool_size, cfg.pool_size, c))
+        self.mask_head.build((None, None, cfg.mask_pool_size, cfg.mask_pool_size, c))
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "mode": self.mode, "name": self.name,
+                "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config=config["config"], mode=config.get("mode", "training"),
+                   name=config.get("name"), verbose=False)
+
+    # ---- the forward pass, stage by stage
+    def _features(self, images, training):
+        x = self.preprocess(images)
+        pyramid = self.backbone(x, training=training)
+        anchors = self.anchor_generator(images)
+        logits, deltas = self.rpn_head(pyramid)
+        return pyramid, anchors, ops.cast(logits, "float32"), ops.cast(deltas, "float32")
+
+    def _ground_truth(self, inputs):
+        cfg = self.config
+        gt_boxes = ops.cast(inputs["gt_boxes"], "float32")
+        gt_class_ids = ops.cast(inputs["gt_class_ids"], "int32")
+        gt_valid = gt_class_ids > 0
+        ignore_boxes = inputs.get("gt_ignore_boxes")
+        ignore_valid = None
+        if ignore_boxes is not None:
+            ignore_boxes = ops.cast(ignore_boxes, "float32")
+            n = int(ignore_boxes.shape[1])
+            area = ((ignore_boxes[..., 2] - ignore_boxes[..., 0])
+                    * (ignore_boxes[..., 3] - ignore_boxes[..., 1]))
+            ignore_valid = area > 0
+            if "gt_ignore_count" in inputs:
+                rows = ops.arange(n, dtype="int32")[None, :]
+                count = ops.cast(inputs["gt_ignore_count"], "int32")
+                ignore_valid = ignore_valid & (rows < ops.reshape(count, (-1, 1)))
+        return dict(gt_boxes=gt_boxes, gt_class_ids=gt_class_ids, gt_valid=gt_valid,
+                    gt_masks=inputs["gt_masks"], ignore_boxes=ignore_boxes,
+                    ignore_valid=ignore_valid, mini=cfg.mini_mask_shape is not None)
+
+    def _training_pass(self, inputs, training, keep_stages=False):
+        cfg = self.config
+        images, meta = inputs["images"], inputs["image_meta"]
+        pyramid, anchors, rpn_logits, rpn_deltas = self._features(images, training)
+        gt = self._ground_truth(inputs)
+        rpn_t = rpn_targets_ops(anchors, gt["gt_boxes"], gt["gt_valid"], gt["ignore_boxes"],
+                                gt["ignore_valid"], cfg.rpn_positive_iou, cfg.rpn_negative_iou,
+                                cfg.rpn_batch_per_image, cfg.rpn_positive_fraction,
+                                seed=self.seed_generator)
+        losses = {
+            "rpn_class_loss": L.rpn_class_loss(
+                ops.take_along_axis(rpn_logits, rpn_t["indices"], axis=1), rpn_t["labels"]),
+            "rpn_box_loss": L.rpn_box_loss(gather_rows(rpn_deltas, rpn_t["indices"]),
+                                           rpn_t["deltas"], rpn_t["labels"]),
+        }
+        proposals, scores, valid = self.train_proposals([rpn_logits, rpn_deltas, anchors, meta])
+        roi_t = roi_targets_ops(proposals, valid, gt["gt_boxes"], gt["gt_class_ids"],
+                                gt["gt_masks"], gt["ignore_boxes"], gt["ignore_valid"],
+                                cfg.rois_per_image, cfg.roi_positive_fraction,
+                                cfg.roi_positive_iou, (cfg.mask_shape, cfg.mask_shape),
+                                gt["mini"], seed=self.seed_generator, ignore_ioa=cfg.ignore_ioa)
+        rois = ops.stop_gradient(roi_t["rois"])
+        class_logits, box_deltas = self.box_head(self.box_align(rois, pyramid[:4]))
+        p = cfg.positive_rois
+        mask_logits = self.mask_head(self.mask_align(rois[:, :p], pyramid[:4]))
+        losses["class_loss"] = L.class_loss(class_logits, roi_t["class_targets"])
+        losses["box_loss"] = L.box_loss(box_deltas, roi_t["box_targets"],
+                                        roi_t["class_targets"])
+        losses["mask_loss"] = L.mask_loss(mask_logits, roi_t["mask_targets"],
+                                          roi_t["class_targets"][:, :p], roi_t["positive"])
+        if not keep_stages:
+            return losses
+        return {"losses": losses, "rpn_target_indices": rpn_t["indices"],
+                "rpn_target_labels": rpn_t["labels"], "rpn_target_deltas": rpn_t["deltas"],
+                "train_proposals": proposals, "train_proposal_valid": valid,
+                "roi_boxes": roi_t["rois"], "roi_labels": roi_t["labels"],
+                "roi_class_targets": roi_t["class_targets"],
+                "roi_box_targets": roi_t["box_targets"], "mask_targets": roi_t["mask_targets"],
+                "roi_positive": roi_t["positive"], "train_class_logits": class_logits,
+                "train_mask_logits": mask_logits}
+
+    def _inference_pass(self, inputs, keep_stages=False):
+        images, meta = inputs["images"], inputs["image_meta"]
+        pyramid, anchors, rpn_logits, rpn_deltas = self._features(images, False)
+        proposals, scores, valid = self.test_proposals([rpn_logits, rpn_deltas, anchors, meta])
+        rois = ops.stop_gradient(proposals)
+        class_logits, box_deltas = self.box_head(self.box_align(rois, pyramid[:4]))
+        boxes, class_ids, det_scores, det_valid = self.detection(
+            [rois, valid, class_logits, box_deltas, meta])
+        mask_logits = self.mask_head(self.mask_align(ops.stop_gradient(boxes), pyramid[:4]))
+        channel = class_ids[:, :, None, None, None] + ops.zeros(
+            (1, 1) + tuple(mask_logits.shape[2:4]) + (1,), "int32")
+        masks = ops.sigmoid(ops.take_along_axis(mask_logits, channel, axis=-1)[..., 0])
+        masks = ops.where(det_valid[:, :, None, None], masks, 0.0)
+        out = {"boxes": boxes, "class_ids": class_ids, "scores": det_scores, "masks": masks,
+               "valid": det_valid}
+        if not keep_stages:
+            return out
+        probs = ops.softmax(class_logits, axis=-1)
+        best = ops.argmax(probs[..., 1:], axis=-1) + 1                            # (B, R)
+        index = ops.cast(best, "int32")[:, :, None, None] + ops.zeros((1, 1, 1, 4), "int32")
+        best_deltas = ops.take_along_axis(box_deltas, index, axis=2)[:, :, 0]
+        refined = clip_to_window_ops(box_ops.decode_ops(best_deltas, rois),
+                                     ops.cast(meta, "float32")[:, 2:6])
+        return {"anchors": anchors, "rpn_scores": ops.sigmoid(rpn_logits),
+                "rpn_deltas": rpn_deltas, "proposals": proposals, "proposal_scores": scores,
+                "proposal_valid": valid, "class_probs": probs, "refined_boxes": refined,
+                "refined_class_ids": ops.cast(best, "int32"), "detections": boxes,
+                "detection_class_ids": class_ids, "detection_scores": det_scores,
+                "detection_valid": det_valid, "masks": masks, "mask_logits": mask_logits,
+                "pyramid": pyramid}
+
+    def call(self, inputs, training=None):
+        if self.mode == "training":
+            return self._training_pass(inputs, training)
+        return self._inference_pass(inputs)
+
+    def stages(self, batch) -> dict:
+        """Every intermediate stage of one batch, as NumPy arrays (see :func:`run_stages`)."""
+        batch = {k: ops.convert_to_tensor(v) for k, v in batch.items()}
+        out = self._inference_pass(batch, keep_stages=True)
+        if "gt_boxes" in batch:
+            out.update(self._training_pass(batch, False, keep_stages=True))
+        return _to_numpy(out)
+
+    # ---- fit without y: the losses are the predictions
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y_pred, dict) or set(L.LOSS_NAMES) - set(y_pred):
+            raise ValueError("MaskRCNN.compute_loss expects the training model's output (a "
+                             "dict of the five losses); fit the *training* model of "
+                             "build_models(), not the inference model.")
+        total = 0.0
+        for name in L.LOSS_NAMES:
+            self.loss_trackers[name].update_state(y_pred[name])
+            total = total + y_pred[name]
+        if self.losses:
+            total = total + ops.sum(ops.stack(self.losses))
+        return total
+
+    def compute_output_shape(self, input_shape):
+        raise NotImplementedError
+
+
+def _to_numpy(tree):
+    if isinstance(tree, dict):
+        return {k: _to_numpy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_to_numpy(v) for v in tree]
+    return keras.ops.convert_to_numpy(tree)
+
+
+STAGE_NAMES = ("anchors", "rpn_scores", "rpn_deltas", "proposals", "proposal_scores",
+               "proposal_valid", "class_probs", "refined_boxes", "refined_class_ids",
+               "detections", "detection_class_ids", "detection_scores", "detection_valid",
+               "masks")
+
+
+def build_models(config=None, verbose: bool = True) -> tuple[MaskRCNN, MaskRCNN]:
+    """``(training_model, inference_model)`` for ``config`` (default :func:`nuclei_config`),
+    sharing every layer and weight.
+
+    Taught in notebooks/09_mask_rcnn.
+    """
+    training = MaskRCNN(config, mode="training", verbose=verbose)
+    inference = MaskRCNN(training.config, mode="inference", shared=training, verbose=False)
+    return training, inference
+
+
+def run_stages(model: MaskRCNN, batch: dict) -> dict:
+    """All stages of one forward pass of ``batch`` (a dataset batch dict) as NumPy arrays.
+
+    Keys: :data:`STAGE_NAMES` (inference path: anchors ``(A, 4)``, rpn_scores ``(B, A)``,
+    proposals ``(B, N, 4)`` …, masks ``(B, D, 28, 28)``) plus ``pyramid`` (P2..P6) and
+    ``mask_logits``; with ground truth in the batch also ``losses`` and the training targets
+    (``rpn_target_indices/labels/deltas``, ``train_proposals``, ``roi_boxes``, ``roi_labels``,
+    ``roi_class_targets``, ``roi_box_targets``, ``mask_targets``, ``roi_positive``).
+
+    Taught in notebooks/09_mask_rcnn.
+    """
+    return model.stages(batch)
+
+
+def parameter_counts(model: MaskRCNN) -> dict[str, int]:
+    """Parameters per part: backbone, fpn, rpn, box_head, mask_head (and the total).
+
+    Taught in notebooks/09_mask_rcnn.
+    """
+    backbone = model.backbone.get_layer("backbone").count_params()
+    counts = {"backbone": backbone, "fpn": model.backbone.count_params() - backbone,
+              "rpn": model.rpn_head.count_params(), "box_head": model.box_head.count_params(),
+              "mask_head": model.mask_head.count_params()}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+# ------------------------------------------------------------------------------------ detect
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"detect: images must be H×W×3 (or grey / RGBA), got {image.shape}.")
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    return image[..., :3]
+
+
+def prepare_images(images, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize and pad images to the model's square: ``(B, S, S, 3)`` float32 and
+    ``image_meta (B, 7)`` as :class:`~course_lib.data.pipeline.MaskRCNNDataset` makes them.
+
+    Taught in notebooks/09_mask_rcnn.
+    """
+    from course_lib.data.pipeline import resize_and_pad
+
+    batch, metas = [], []
+    for image in images:
+        image = _rgb(image)
+        h, w = image.shape[:2]
+        padded, _, window, scale = resize_and_pad(image, None, image_size)
+        batch.append(padded.astype(np.float32))
+        metas.append(np.array([h, w, *window, scale], np.float32))
+    return np.stack(batch), np.stack(metas)
+
+
+def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
+           mask_threshold: float | None = None) -> list[dict]:
+    """Detect objects in images of any sizes (DESIGN's public API).
+
+    Args:
+        inference_model: the inference model of :func:`build_models` (or a loaded one).
+        images: a list of ``H×W×3`` uint8 images (grey and RGBA are converted).
+        batch_size: images per forward pass.
+        mask_threshold: default the config's 0.5.
+
+    Returns:
+        One dict per image: ``boxes`` ``(N, 4)`` float32 in the original image's pixel edges,
+        ``class_ids`` ``(N,)`` int32, ``scores`` ``(N,)`` float32 (best first), ``masks``
+        ``H×W×N`` bool at the original resolution.
+
+    Taught in notebooks/09_mask_rcnn.
+    """
+    from course_lib.data.pipeline import unresize_boxes
+    from course_lib.ops.masks import paste_mask
+
+    if inference_model.mode != "inference":
+        raise ValueError("detect needs the inference model (second of build_models()).")
+    cfg = inference_model.config
+    threshold = cfg.mask_threshold if mask_threshold is None else mask_threshold
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        images = list(images)
+    results = []
+    for start in range(0, len(images), batch_size):
+        chunk = [_rgb(im) for im in images[start:start + batch_size]]
+        x, meta = prepare_images(chunk, cfg.image_size)
+        n_real = len(chunk)
+        if n_real < batch_size:  # one compiled shape: pad the last batch with copies
+            x = np.concatenate([x, np.repeat(x[-1:], batch_size - n_real, 0)])
+            meta = np.concatenate([meta, np.repeat(meta[-1:], batch_size - n_real, 0)])
+        out = inference_model.predict_on_batch({"images": x, "image_meta": meta})
+        for i, image in enumerate(chunk):
+            h, w = image.shape[:2]
+            keep = np.flatnonzero(out["valid"][i])
+            boxes = unresize_boxes(out["boxes"][i][keep], meta[i, 2:6], float(meta[i, 6]))
+            boxes = np.clip(boxes, 0, [h, w, h, w]).astype(np.float32)
+            masks = np.zeros((h, w, len(keep)), bool)
+            for j, k in enumerate(keep):
+                masks[..., j] = paste_mask(out["masks"][i][k], boxes[j], (h, w), threshold)
+            results.append({"boxes": boxes,
+                            "class_ids": out["class_ids"][i][keep].astype(np.int32),
+                            "scores": out["scores"][i][keep].astype(np.float32),
+                            "masks": masks})
+    return results
+
+
+__all__ = ["MaskRCNNConfig", "MaskRCNN", "nuclei_config", "voc_config", "build_models",
+           "detect", "run_stages", "parameter_counts", "prepare_images", "STAGE_NAMES",
+           "VOC_CLASSES"]

@@ -1,0 +1,541 @@
+"""Training and predicting with the same-padding U-Net: the plumbing around ``fit``.
+
+Taught in notebooks/10_unet.
+
+Notebook 10 trains a small same-padding U-Net on nuclei tiles and then predicts whole images.
+The pieces it needs besides the model itself live here, so the notebook shows the ideas and
+the training engine (``course_lib.training``) can reuse them:
+
+- :class:`UNetRecipe`: every knob of one training run in one frozen record (tile size, net
+  size, optimiser, weight map, seed); :func:`recipe_for_mode` gives the quick/full defaults.
+- :class:`CachedSamples`: a sample provider that keeps decoded images in memory, because
+  every epoch reads the same few images again.
+- :func:`adapted_normalization`: one fixed affine map of the pixel values, fitted on training
+  tiles (the same for every tile, which overlap-tiling needs).
+- :func:`build_recipe_unet`, :func:`compile_unet`: the model and its optimiser. XLA
+  compilation is left to Keras' ``jit_compile="auto"``: on for JAX and on GPUs, off for
+  TensorFlow on a CPU, where compiling costs more than a few dozen steps gain.
+- :func:`train_unet`: seed, data, normalisation, model, ``fit`` with a fixed validation set.
+- :class:`TileValidation`: per-epoch validation on fixed tiles: plain cross-entropy on all
+  pixels and on the gap pixels between touching nuclei (where the weight map acts).
+- :func:`tile_predictor`, :func:`predict_probability`: overlap-tile prediction of any image.
+- :func:`same_padding_amounts`, :func:`whole_image_probability`: the same net on a whole
+  (mirrored) image at once, as the reference that tiling should reproduce.
+- :func:`dsb_score`: the Data Science Bowl score of a model on whole validation images.
+
+Why the quick recipe looks the way it does (measured, see the notebook): a Normalization
+layer instead of raw 0..255 pixels, batch normalisation after each convolution, Adam at
+2e-3 and the classifier's bias initialised to the log-odds of the foreground share (so the
+first steps do not spend themselves pushing every pixel to "background"). With these the
+DSB score after training varies little across seeds, TensorFlow releases and JAX; with raw
+Adam at 5e-3 and no batch norm it sometimes collapsed to all-background.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from course_lib import config
+from course_lib.models import unet
+from course_lib.models.overlap_tile import overlap_tile_predict
+
+# --------------------------------------------------------------------------------------
+# The recipe
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetRecipe:
+    """Everything one U-Net training run depends on.
+
+    Attributes:
+        tile_size: side (px) of the square training tiles and of the prediction tiles.
+        base_filters: filters at the first level (doubling per level).
+        depth: number of poolings; tiles must be divisible by ``2**depth``.
+        batch_norm: batch normalisation after every convolution.
+        batch_size: tiles per training step.
+        epochs: training epochs.
+        steps_per_epoch: batches per epoch (``None``: the whole dataset).
+        learning_rate: Adam's learning rate.
+        w0: the weight map's border weight (0 = no border term).
+        sigma: the weight map's gap width (px).
+        margin: context pixels dropped on each side of a tile at prediction time.
+        seed: seeds Keras (weights), NumPy and the tile sampler.
+        norm_batches: training batches whose pixels fit the input normalisation.
+        prior_foreground: foreground share the classifier's bias starts at (``None``: 0.5).
+        bn_momentum: batch-norm momentum (0.9: the moving statistics follow a short run).
+        foreground_weight: loss weight of nucleus pixels (``w_c`` of the foreground; the
+            background's is 1). 1 = no class balancing.
+
+    Taught in notebooks/10_unet.
+    """
+
+    tile_size: int = 128
+    base_filters: int = 8
+    depth: int = 3
+    batch_norm: bool = True
+    batch_size: int = 4
+    epochs: int = 10
+    steps_per_epoch: int | None = 8
+    learning_rate: float = 2e-3
+    w0: float = 10.0
+    sigma: float = 5.0
+    margin: int = 16
+    seed: int = 0
+    norm_batches: int = 4
+    prior_foreground: float | None = 0.3
+    bn_momentum: float = 0.9
+    foreground_weight: float = 1.0
+
+    def __post_init__(self):
+        if self.tile_size % 2 ** self.depth:
+            raise ValueError(f"UNetRecipe: tile_size={self.tile_size} must be divisible by "
+                             f"2**depth = {2 ** self.depth}")
+        if not 0 <= 2 * self.margin < self.tile_size:
+            raise ValueError(f"UNetRecipe: margin={self.margin} leaves no output tile of "
+                             f"tile_size={self.tile_size}; use 0 <= margin < tile_size / 2")
+
+    @property
+    def tile_out(self) -> int:
+        """Side of the output tile kept per prediction tile: ``tile_size - 2·margin``."""
+        return self.tile_size - 2 * self.margin
+
+
+def recipe_for_mode(mode: str | None = None, **overrides) -> UNetRecipe:
+    """The notebook's recipe for ``quick`` (CPU, seconds) or ``full`` (GPU) mode.
+
+    Args:
+        mode: ``"quick"`` or ``"full"`` (default :func:`course_lib.config.mode`).
+        overrides: fields to change, e.g. ``w0=0`` or ``seed=3``.
+
+    Taught in notebooks/10_unet.
+    """
+    mode = mode or config.mode()
+    if mode == "quick":
+        base = UNetRecipe()
+    elif mode == "full":
+        s = config.FULL
+        base = UNetRecipe(tile_size=256, base_filters=32, depth=4, batch_size=s.batch_size,
+                          epochs=s.epochs, steps_per_epoch=None, learning_rate=1e-3,
+                          margin=32)
+    else:
+        raise ValueError(f"mode={mode!r}: use 'quick' or 'full'")
+    return dataclasses.replace(base, **overrides)
+
+
+# --------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------
+
+
+class CachedSamples:
+    """A sample provider that keeps the last ``maxsize`` decoded samples in memory.
+
+    Wraps any provider with ``__len__``, ``load(i)`` and (optionally) ``name(i)``, such as
+    :class:`course_lib.data.coco.DsbFolderSamples`. A U-Net epoch cuts new random tiles from
+    the same few images, so decoding each PNG (and its masks) once saves most of the data
+    time. ``load`` returns the cached arrays themselves: callers must not write into them
+    (the U-Net pipeline crops copies).
+
+    Taught in notebooks/10_unet.
+    """
+
+    def __init__(self, provider, maxsize: int = 64):
+        self.provider = provider
+        self.load = functools.lru_cache(maxsize=maxsize)(provider.load)
+
+    def __len__(self) -> int:
+        return len(self.provider)
+
+    def name(self, index: int) -> str:
+        """The wrapped provider's name of sample ``index`` (its index when it has none)."""
+        name = getattr(self.provider, "name", None)
+        return name(index) if callable(name) else str(index)
+
+    def cache_info(self):
+        """``functools.lru_cache`` statistics: hits, misses, current size."""
+        return self.load.cache_info()
+
+
+def recipe_weight_fn(recipe: UNetRecipe) -> Callable[[np.ndarray], np.ndarray]:
+    """``labels (H×W) -> H×W float32`` loss weights: ``1 + w0·exp(-(d1+d2)²/2σ²)`` on gaps.
+
+    ``w_c = 1`` (no class balancing): balancing pushes the predicted probabilities up, so a
+    0.5 threshold glues nuclei together. With ``w0 = 0`` every pixel weighs 1.
+
+    Taught in notebooks/10_unet.
+    """
+    from course_lib.ops.weight_map import border_weight
+
+    w0, sigma, fg = float(recipe.w0), float(recipe.sigma), float(recipe.foreground_weight)
+
+    def weights(labels: np.ndarray) -> np.ndarray:
+        wc = np.where(labels > 0, fg, 1.0).astype(np.float32)
+        return wc + border_weight(labels, w0=w0, sigma=sigma)
+
+    return weights
+
+
+def training_dataset(sample_dirs: Sequence[str | Path], recipe: UNetRecipe, cache: int = 64,
+                     weight_fn: Callable | None = None, shuffle: bool = True):
+    """A ``UNetDataset`` of random ``tile_size`` crops with the recipe's weight map.
+
+    Taught in notebooks/10_unet.
+    """
+    from course_lib.data.coco import DsbFolderSamples
+    from course_lib.data.pipeline import UNetDataset
+
+    provider = CachedSamples(DsbFolderSamples(sample_dirs=list(sample_dirs)), maxsize=cache)
+    return UNetDataset(provider, batch_size=recipe.batch_size, tile_size=recipe.tile_size,
+                       weight_fn=weight_fn or recipe_weight_fn(recipe), seed=recipe.seed,
+                       shuffle=shuffle)
+
+
+def validation_tiles(sample_dirs: Sequence[str | Path], recipe: UNetRecipe,
+                     tiles_per_image: int = 2, seed: int = 1234
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed validation tiles: ``(images (N,S,S,3), targets (N,S,S,1), gap_mask (N,S,S) bool)``.
+
+    ``gap_mask`` marks the background pixels between touching nuclei, where the paper's border
+    term exceeds 1 (with w0 = 10, σ = 5: ``d1 + d2`` below about 7.6 px). The tiles are the same
+    for every run (their own seed), so validation curves of different runs compare.
+
+    Taught in notebooks/10_unet.
+    """
+    from course_lib.ops.weight_map import border_weight
+
+    fixed = dataclasses.replace(recipe, seed=seed, batch_size=1)
+    ds = training_dataset(sample_dirs, fixed, weight_fn=lambda labels: border_weight(
+        labels, w0=10.0, sigma=5.0), shuffle=False)
+    images, targets, gaps = [], [], []
+    for epoch in range(tiles_per_image):
+        for i in range(len(ds.provider)):
+            image, target, border = ds.sample(i, epoch)
+            images.append(image)
+            targets.append(target)
+            gaps.append(border > 1.0)
+    return np.stack(images), np.stack(targets), np.stack(gaps)
+
+
+# --------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------
+
+
+def adapted_normalization(dataset, n_batches: int = 4):
+    """A ``keras.layers.Normalization`` (one mean and variance over all pixels and channels)
+    adapted on the images of the first ``n_batches`` batches of ``dataset``.
+
+    One fixed affine map for every tile: unlike per-tile standardisation it cannot make the
+    tile grid visible in an overlap-tiled prediction.
+
+    Taught in notebooks/10_unet.
+    """
+    import keras
+
+    n = max(1, min(len(dataset), n_batches))
+    pixels = np.concatenate([dataset[i][0] for i in range(n)])
+    norm = keras.layers.Normalization(axis=None, name="normalize")
+    norm.adapt(pixels)
+    return norm
+
+
+def build_recipe_unet(recipe: UNetRecipe, normalization=None, input_shape=None):
+    """The recipe's same-padding U-Net: 3 channels in, one sigmoid nucleus probability out.
+
+    Args:
+        recipe: sizes and options.
+        normalization: an input layer (e.g. from :func:`adapted_normalization`) or ``None``.
+        input_shape: ``(H, W, 3)``; default ``(None, None, 3)``: any size divisible by
+            ``2**depth``, so the same model predicts tiles and whole images.
+
+    The classifier's bias starts at ``log(p / (1 - p))`` with ``p = prior_foreground``: the
+    untrained net then predicts the foreground share instead of 0.5 everywhere.
+
+    Taught in notebooks/10_unet.
+    """
+    import keras
+
+    model = unet.same_unet(input_shape or (None, None, 3), n_classes=1,
+                           base_filters=recipe.base_filters, depth=recipe.depth,
+                           batch_norm=recipe.batch_norm, dropout=0.0, rescale=normalization,
+                           bn_momentum=recipe.bn_momentum)
+    if recipe.prior_foreground is not None:
+        p = float(recipe.prior_foreground)
+        if not 0 < p < 1:
+            raise ValueError(f"prior_foreground={p}: a share strictly between 0 and 1")
+        classifier = model.get_layer("classifier")
+        classifier.bias.assign(keras.ops.full(classifier.bias.shape, math.log(p / (1 - p))))
+    return model
+
+
+def compile_unet(model, recipe: UNetRecipe) -> None:
+    """Adam at the recipe's rate, binary cross-entropy; ``jit_compile="auto"``.
+
+    "auto" lets Keras choose XLA where it pays: JAX (whose eager mode runs op by op) and any
+    GPU; TensorFlow on a CPU stays eager-graph (compiling costs more than a short run gains).
+
+    Taught in notebooks/10_unet.
+    """
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate),
+                  loss="binary_crossentropy", jit_compile="auto")
+
+
+@functools.cache
+def _make_tile_validation():
+    import keras
+
+    class TileValidation(keras.callbacks.Callback):
+        """Adds ``val_bce`` and ``val_gap_bce`` to the logs at every epoch end.
+
+        ``val_bce``: unweighted binary cross-entropy of the nucleus probability over every
+        pixel of fixed validation tiles. ``val_gap_bce``: the same over the gap pixels between
+        touching nuclei only (``gap_mask``), where the border weight map puts its weight. Both
+        are independent of the training weights, so runs with different ``w0`` compare.
+        Place it before any callback that reads these keys (e.g. ``LiveCurves``).
+
+        Args:
+            tiles: ``(images, targets, gap_mask)`` from :func:`validation_tiles`.
+            batch_size: tiles per forward pass.
+
+        Taught in notebooks/10_unet.
+        """
+
+        def __init__(self, tiles, batch_size: int = 8):
+            super().__init__()
+            self.images, self.targets, self.gaps = tiles
+            self.batch_size = batch_size
+
+        def on_epoch_end(self, epoch, logs=None):
+            prob = predict_tiles_in_batches(self.model, self.images, self.batch_size)[..., 0]
+            p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)
+            y = self.targets[..., 0] > 0.5
+            bce = -np.where(y, np.log(p), np.log(1 - p))
+            if logs is not None:
+                logs["val_bce"] = float(bce.mean())
+                logs["val_gap_bce"] = float(bce[self.gaps].mean()) if self.gaps.any() else 0.0
+
+    return TileValidation
+
+
+def predict_tiles_in_batches(model, tiles: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """``model`` on ``(N, S, S, C)`` tiles in fixed-size batches: ``(N, S, S, K)`` float32.
+
+    Taught in notebooks/10_unet.
+    """
+    predict = tile_predictor(model, batch_size)
+    return np.concatenate([predict(tiles[i:i + batch_size])
+                           for i in range(0, len(tiles), batch_size)])
+
+
+class TrainedUNet:
+    """What :func:`train_unet` returns: the model, its recipe and the training history.
+
+    Attributes:
+        model: the trained Keras model (input ``(None, None, 3)``, output ``(…, 1)``).
+        recipe: the :class:`UNetRecipe` it was trained with.
+        history: metric name -> per-epoch values (``loss``, ``val_bce``, ``val_gap_bce``).
+        dataset: the training ``UNetDataset`` (its provider caches the decoded images).
+
+    Taught in notebooks/10_unet.
+    """
+
+    def __init__(self, model, recipe, history, dataset):
+        self.model, self.recipe, self.history, self.dataset = model, recipe, history, dataset
+
+    def probability(self, image: np.ndarray) -> np.ndarray:
+        """Overlap-tiled ``H×W`` nucleus probability of one image (:func:`predict_probability`)."""
+        return predict_probability(self.model, image, self.recipe)
+
+
+def train_unet(train_dirs: Sequence[str | Path], recipe: UNetRecipe,
+               val_dirs: Sequence[str | Path] | None = None, callbacks: Sequence = (),
+               dataset=None, before_fit: Callable | None = None) -> TrainedUNet:
+    """Seed, build, normalise, compile and ``fit`` the recipe's U-Net on nuclei folders.
+
+    Args:
+        train_dirs: DSB-layout sample folders to cut training tiles from.
+        recipe: the run's settings (its ``seed`` seeds weights and tiles).
+        val_dirs: folders for :class:`TileValidation` (``val_bce``, ``val_gap_bce`` per
+            epoch); ``None`` for none.
+        callbacks: more Keras callbacks, run after the validation callback.
+        dataset: a training dataset to reuse (e.g. to share its image cache between runs);
+            by default :func:`training_dataset`. Its tile seed is set to the recipe's.
+        before_fit: ``f(model)`` called after compiling, before ``fit`` (e.g. to score the
+            untrained net).
+
+    Taught in notebooks/10_unet.
+    """
+    config.set_seed(recipe.seed)
+    if dataset is None:
+        dataset = training_dataset(train_dirs, recipe)
+    else:
+        dataset.weight_fn = recipe_weight_fn(recipe)
+        dataset.seed = recipe.seed
+        dataset.set_epoch(0)          # the same tiles, epoch by epoch, as a fresh dataset
+    norm = adapted_normalization(dataset, recipe.norm_batches)
+    model = build_recipe_unet(recipe, norm)
+    compile_unet(model, recipe)
+    if before_fit is not None:
+        before_fit(model)
+    cbs = []
+    if val_dirs:
+        cbs.append(_make_tile_validation()(validation_tiles(val_dirs, recipe)))
+    cbs.extend(callbacks)
+    steps = recipe.steps_per_epoch and min(recipe.steps_per_epoch, len(dataset))
+    fitted = model.fit(dataset, epochs=recipe.epochs, steps_per_epoch=steps, verbose=0,
+                       callbacks=cbs)
+    return TrainedUNet(model, recipe, dict(fitted.history), dataset)
+
+
+# --------------------------------------------------------------------------------------
+# Prediction
+# --------------------------------------------------------------------------------------
+
+
+def tile_predictor(model, batch_size: int = 16) -> Callable[[np.ndarray], np.ndarray]:
+    """``batch (B, S, S, C) -> (B, S, S, K)`` NumPy predictions with a fixed batch shape.
+
+    Every call pads the batch to ``batch_size`` tiles (``B <= batch_size``) so the compiled
+    predict step is traced once per tile size, not once per leftover batch size, then drops
+    the padding. Inference mode (batch norm uses its moving statistics).
+
+    Taught in notebooks/10_unet.
+    """
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, np.float32)
+        n = len(batch)
+        if n > batch_size:
+            raise ValueError(f"tile_predictor: got {n} tiles; at most batch_size={batch_size}")
+        if n < batch_size:
+            fill = np.zeros((batch_size - n, *batch.shape[1:]), np.float32)
+            batch = np.concatenate([batch, fill])
+        return np.asarray(model.predict_on_batch(batch), np.float32)[:n]
+
+    return predict
+
+
+def predict_probability(model, image: np.ndarray, recipe: UNetRecipe,
+                        margin: int | None = None, batch_size: int = 16) -> np.ndarray:
+    """Overlap-tiled ``H×W`` float32 nucleus probability of an ``H×W×3`` image.
+
+    Input tiles of ``recipe.tile_size``; the centre ``tile_size - 2·margin`` of each output
+    tile is kept (``margin`` defaults to the recipe's; 0 = tiles without context).
+
+    Taught in notebooks/10_unet.
+    """
+    margin = recipe.margin if margin is None else margin
+    tile = recipe.tile_size
+    return overlap_tile_predict(tile_predictor(model, batch_size),
+                                np.asarray(image, np.float32), tile, tile - 2 * margin,
+                                batch_size=batch_size)[..., 0]
+
+
+def same_padding_amounts(shape: tuple[int, int], depth: int, margin: int
+                         ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``((top, bottom), (left, right))`` mirror padding for a whole-image same-net pass.
+
+    ``margin`` px of context on every side, plus what the bottom/right need so each padded
+    side is divisible by ``2**depth`` (the poolings). E.g. ``(100, 130)``, depth 3, margin
+    16: rows ``100 + 32 = 132 → 136`` (+4 at the bottom), columns ``130 + 32 = 162 → 168``
+    (+6 at the right): ``((16, 20), (16, 22))``.
+
+    Taught in notebooks/10_unet.
+    """
+    step = 2 ** depth
+    if margin < 0 or depth < 1:
+        raise ValueError(f"margin={margin} must be ≥ 0 and depth={depth} ≥ 1")
+    out = []
+    for side in shape[:2]:
+        extra = -(side + 2 * margin) % step
+        out.append((margin, margin + extra))
+    return tuple(out)
+
+
+def whole_image_probability(model, image: np.ndarray, recipe: UNetRecipe,
+                            margin: int | None = None) -> np.ndarray:
+    """The same net on the whole mirrored image at once: ``H×W`` float32 probability.
+
+    The image is mirror-padded by :func:`same_padding_amounts` (the context the tiles got,
+    and a side divisible by ``2**depth``), predicted in one pass, and cropped back. A model
+    built with a fixed input size is rebuilt for this size with the same weights.
+
+    Taught in notebooks/10_unet.
+    """
+    margin = recipe.margin if margin is None else margin
+    image = np.asarray(image, np.float32)
+    h, w = image.shape[:2]
+    (top, bottom), (left, right) = same_padding_amounts((h, w), recipe.depth, margin)
+    padded = np.pad(image, ((top, bottom), (left, right), (0, 0)), mode="reflect")
+    net = model
+    if model.input_shape[1] is not None and model.input_shape[1:3] != padded.shape[:2]:
+        net = rebuild_for_shape(model, padded.shape)
+    prob = np.asarray(net.predict_on_batch(padded[None]), np.float32)
+    return prob[0, top:top + h, left:left + w, 0]
+
+
+def rebuild_for_shape(model, input_shape: tuple):
+    """The same functional model, built for another input shape, sharing no weights.
+
+    Rebuilds from the model's config with ``input_shape`` and copies the weights; works for
+    any model whose layers accept the new size (a same-padding U-Net needs sides divisible by
+    ``2**depth``).
+
+    Taught in notebooks/10_unet.
+    """
+    import keras
+
+    cfg = model.get_config()
+    layers = cfg["layers"]
+    first = next(layer for layer in layers if layer["class_name"] == "InputLayer")
+    key = "batch_shape" if "batch_shape" in first["config"] else "batch_input_shape"
+    first["config"][key] = [None, *input_shape]
+    rebuilt = keras.Model.from_config(cfg)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def dsb_score(model, samples: Sequence[tuple[np.ndarray, np.ndarray]], recipe: UNetRecipe,
+              instances: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
+    """Mean Data Science Bowl average precision over whole images.
+
+    Args:
+        model: the U-Net.
+        samples: ``(image H×W×3, masks H×W×N)`` pairs.
+        recipe: tile size and margin for :func:`predict_probability`.
+        instances: probability -> instance labels (default
+            :func:`course_lib.ops.watershed.watershed_instances`).
+
+    Taught in notebooks/10_unet.
+    """
+    from course_lib.metrics import dsb_average_precision
+    from course_lib.ops.masks import masks_to_labels
+    from course_lib.ops.watershed import watershed_instances
+
+    instances = instances or watershed_instances
+    scores = [dsb_average_precision(masks_to_labels(masks),
+                                    instances(predict_probability(model, image, recipe)))
+              for image, masks in samples]
+    return float(np.mean(scores))
+
+
+_LAZY = {"TileValidation": _make_tile_validation}
+
+
+def __getattr__(name: str):
+    # PEP 562: the Keras callback class is built on first use, so importing this module does
+    # not import Keras (and TensorFlow) before a notebook's first cell has set things up.
+    if name in _LAZY:
+        value = _LAZY[name]()
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,538 @@
+"""The training loop: Keras ``fit`` with staged training, resumable checkpoints and logs.
+
+Taught in notebooks/11_train_nuclei.
+
+:func:`train` takes a Keras model (or a function that builds one), a ``PyDataset`` and a run
+folder, and trains through ``model.fit``: Keras does the stepping, progress bars, metrics and
+(on several devices) the distribution; this module adds what a long run needs around it:
+
+- an optimizer from :class:`TrainConfig` (SGD with momentum 0.9 and decoupled weight decay, or
+  AdamW), gradient clipping by norm, and the warm-up + step schedule of the paper
+  (:class:`~course_lib.training.schedules.WarmupStepSchedule`) driven by the optimizer's step;
+- *stages*: e.g. the heads alone first, then every layer (:func:`set_trainable` by layer-name
+  patterns; normalisation layers frozen or trained as the stage says);
+- checkpoints every N steps and every epoch (:mod:`~course_lib.training.checkpoints`), and a
+  resume that continues at the same epoch, batch, optimizer step and learning rate;
+- a guard that stops at the first NaN/inf loss naming the step and the loss term;
+- early stopping, a CSV log and TensorBoard logs in the run folder.
+
+Run folder layout::
+
+    run.json              what made the run (model name and variable signature, config)
+    checkpoints/          ckpt-<step>.npz + ckpt-<step>.json (the newest few)
+    logs/train.csv        one row per epoch (losses, lr, validation losses)
+    logs/tensorboard/     TensorBoard event files (``tensorboard --logdir RUN/logs``)
+    final.weights.h5      the trained weights (``model.load_weights``)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from course_lib.training.callbacks import (
+    LearningRateLogger,
+    ModelCheckpointer,
+    NonFiniteLossGuard,
+    TrainingPosition,
+)
+from course_lib.training.checkpoints import (
+    CheckpointManager,
+    restore_model,
+    restore_optimizer,
+)
+from course_lib.training.data import EpochView
+from course_lib.training.distribute import DataParallel
+from course_lib.training.schedules import WarmupStepSchedule
+
+log = logging.getLogger(__name__)
+
+#: Normalisation layers: frozen (inference statistics, fixed scale and shift) unless a stage
+#: trains them. Detection fine-tuning keeps BatchNorm frozen: its batches are too small for
+#: good statistics.
+NORM_LAYERS = (keras.layers.BatchNormalization, keras.layers.GroupNormalization,
+               keras.layers.LayerNormalization)
+
+
+class RunFolderError(ValueError):
+    """The run folder cannot be used for this run (another model's run, or no run to resume).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of training: which layers learn, for how many epochs.
+
+    Attributes:
+        name: shown in logs, e.g. ``"heads"`` or ``"all"``.
+        epochs: epochs in this stage.
+        trainable: regular expression searched in each layer's path (``outer/inner/layer``);
+            matching layers learn, the rest are frozen. ``".*"`` trains everything.
+        train_norm: ``False`` freezes every normalisation layer (the usual choice when
+            fine-tuning a pretrained detector), ``True`` trains those the pattern selects;
+            ``None`` keeps the model's own choice (the flag each normalisation layer had when
+            the model was built, e.g. Mask R-CNN freezes BatchNorm only over ImageNet
+            weights), within the pattern.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+    name: str
+    epochs: int
+    trainable: str = ".*"
+    train_norm: bool | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Learning settings of a run (the model's config holds the architecture).
+
+    Attributes:
+        epochs: total epochs when ``stages`` is empty (one stage training everything).
+        stages: the :class:`Stage` sequence; total epochs is then their sum.
+        steps_per_epoch: batches per epoch (``None``: the whole dataset).
+        optimizer: ``"sgd"`` (momentum, decoupled weight decay) or ``"adamw"``.
+        learning_rate: base rate after warm-up.
+        momentum: SGD momentum (0.9 in the paper).
+        weight_decay: decoupled weight decay per step, multiplied by the rate (1e-4 in the
+            paper); not applied to normalisation scales and shifts.
+        clipnorm: clip each gradient tensor's L2 norm to this (``None``: no clipping).
+        warmup_steps, warmup_factor: linear warm-up (:class:`WarmupStepSchedule`).
+        lr_drops: fractions of the total steps at which the rate is multiplied by
+            ``lr_factor`` (the paper: 0.75).
+        lr_factor: multiplier at each drop.
+        checkpoint_every: steps between checkpoints inside an epoch (``None``: epoch ends only).
+        keep_checkpoints: how many checkpoints to keep.
+        early_stopping_patience: epochs without improvement of ``monitor`` before stopping
+            (``None``: never).
+        monitor: the logged value early stopping watches (``val_loss`` when validation data is
+            given, else ``loss``, when left ``None``).
+        mixed_precision: ``"auto"`` (``mixed_bfloat16`` on a GPU, float32 on CPU),
+            ``"mixed_bfloat16"``, ``"mixed_float16"`` (Keras then scales the loss) or
+            ``"float32"``.
+        jit_compile: ``"auto"`` (Keras: XLA on accelerators), ``True`` or ``False``.
+        tensorboard: write TensorBoard logs.
+        verbose: Keras progress bar (1), one line per epoch (2), silent (0).
+        seed: seeds Python, NumPy and the backend before the model is built.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+    epochs: int = 2
+    stages: tuple[Stage, ...] = ()
+    steps_per_epoch: int | None = None
+    optimizer: str = "sgd"
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    clipnorm: float | None = 5.0
+    warmup_steps: int = 0
+    warmup_factor: float = 1.0 / 3.0
+    lr_drops: tuple[float, ...] = (0.75,)
+    lr_factor: float = 0.1
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 3
+    early_stopping_patience: int | None = None
+    monitor: str | None = None
+    mixed_precision: str = "auto"
+    jit_compile: bool | str = "auto"
+    tensorboard: bool = True
+    verbose: int = 1
+    seed: int = 0
+
+    def stage_list(self) -> tuple[Stage, ...]:
+        """The stages, or one stage ``all`` of :attr:`epochs` epochs when none are given."""
+        return self.stages or (Stage("all", self.epochs),)
+
+    def total_epochs(self) -> int:
+        return sum(s.epochs for s in self.stage_list())
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        model: the trained model.
+        history: ``{metric: [value per epoch]}`` over every ``fit`` call of the run.
+        run_dir: the run folder.
+        step: optimizer steps done.
+        epoch: epochs done.
+        stopped: ``"completed"``, ``"early_stopping"`` or ``"already_finished"``.
+        resumed_from: manifest of the checkpoint the run resumed from (``None``: fresh).
+        final_weights: path of ``final.weights.h5``.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+    model: keras.Model
+    history: dict = field(default_factory=dict)
+    run_dir: Path | None = None
+    step: int = 0
+    epoch: int = 0
+    stopped: str = "completed"
+    resumed_from: Path | None = None
+    final_weights: Path | None = None
+
+
+# --------------------------------------------------------------------------------------
+# Precision, optimizer, trainability
+# --------------------------------------------------------------------------------------
+
+def resolve_precision(policy: str = "auto") -> str:
+    """The dtype policy name for ``policy``: ``"auto"`` is ``mixed_bfloat16`` on a GPU, else
+    ``float32`` (CPUs gain little from bfloat16 and lose accuracy).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    from course_lib.training.distribute import accelerators
+
+    if policy == "auto":
+        return "mixed_bfloat16" if accelerators() else "float32"
+    allowed = ("float32", "mixed_bfloat16", "mixed_float16")
+    if policy not in allowed:
+        raise ValueError(f"mixed_precision={policy!r}: use 'auto' or one of {allowed}")
+    return policy
+
+
+def apply_precision(policy: str = "auto") -> str:
+    """Set Keras' global dtype policy (before building the model); returns its name.
+
+    Under ``mixed_float16`` ``model.compile`` wraps the optimizer in a
+    ``LossScaleOptimizer`` (dynamic loss scaling), so small float16 gradients do not underflow.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    name = resolve_precision(policy)
+    keras.mixed_precision.set_dtype_policy(name)
+    return name
+
+
+def make_optimizer(config: TrainConfig, schedule) -> keras.optimizers.Optimizer:
+    """SGD (momentum, decoupled weight decay) or AdamW with clipping, driven by ``schedule``.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    common = dict(learning_rate=schedule, weight_decay=config.weight_decay or None,
+                  clipnorm=config.clipnorm)
+    if config.optimizer == "sgd":
+        opt = keras.optimizers.SGD(momentum=config.momentum, **common)
+    elif config.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(**common)
+    else:
+        raise ValueError(f"optimizer={config.optimizer!r}: use 'sgd' or 'adamw'")
+    if config.weight_decay:
+        # decaying a normalisation layer's scale towards 0 would switch channels off
+        opt.exclude_from_weight_decay(var_names=["gamma", "beta"])
+    return opt
+
+
+def make_schedule(config: TrainConfig, total_steps: int) -> WarmupStepSchedule:
+    """The run's :class:`WarmupStepSchedule` over ``total_steps`` optimizer steps.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    boundaries = sorted({max(1, int(round(f * total_steps))) for f in config.lr_drops
+                         if 0 < f < 1})
+    return WarmupStepSchedule(config.learning_rate, boundaries, config.lr_factor,
+                              min(config.warmup_steps, max(total_steps - 1, 0)),
+                              config.warmup_factor)
+
+
+def _leaf_layers(layer, prefix: str = ""):
+    """(path, layer) of every layer without sub-layers, depth first."""
+    children = getattr(layer, "layers", None)
+    if children is None:
+        children = list(layer._flatten_layers(include_self=False, recursive=False)) \
+            if hasattr(layer, "_flatten_layers") else []
+    if not children:
+        yield prefix.rstrip("/"), layer
+        return
+    for child in children:
+        yield from _leaf_layers(child, f"{prefix}{child.name}/")
+
+
+def set_trainable(model: keras.Model, pattern: str = ".*",
+                  train_norm: bool | None = None) -> dict[str, int]:
+    """Make the layers whose path matches ``pattern`` trainable and freeze the others.
+
+    Args:
+        model: any Keras model (nested models and layers are walked down to the leaves; a
+            leaf's path is ``outer/inner/leaf``).
+        pattern: regular expression, ``re.search``-ed in each path.
+        train_norm: see :class:`Stage`.
+
+    Returns:
+        ``{"trainable": n_layers, "frozen": n_layers, "trainable_weights": n_variables}``.
+        Call ``compile`` afterwards (Keras fixes the trainable set at compile time).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    regex = re.compile(pattern)
+    counts = {"trainable": 0, "frozen": 0}
+    leaves = list(_leaf_layers(model))
+    for _, layer in leaves:
+        if isinstance(layer, NORM_LAYERS) and not hasattr(layer, "_course_built_trainable"):
+            # remember the model's own choice before the first stage changes it
+            layer._course_built_trainable = bool(layer.trainable)
+    model.trainable = True  # parents must be trainable for a child's flag to count
+    for path, layer in leaves:
+        on = bool(regex.search(path or layer.name))
+        if isinstance(layer, NORM_LAYERS):
+            on = on and (layer._course_built_trainable if train_norm is None else train_norm)
+        layer.trainable = on
+        counts["trainable" if on else "frozen"] += 1
+    counts["trainable_weights"] = len(model.trainable_weights)
+    if counts["trainable_weights"] == 0:
+        raise ValueError(f"pattern {pattern!r} selects no layer with weights; layer paths look "
+                         f"like {[p for p, _ in list(_leaf_layers(model))[:5]]}")
+    return counts
+
+
+# --------------------------------------------------------------------------------------
+# The run folder
+# --------------------------------------------------------------------------------------
+
+def model_signature(model: keras.Model) -> str:
+    """A short hash of the model's variable paths and shapes: the same architecture, the
+    same signature.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    text = ";".join(f"{v.path}:{tuple(v.shape)}" for v in model.weights)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_run_folder(run_dir: Path, model: keras.Model, model_name: str, config: TrainConfig,
+                      resume) -> None:
+    info_path = run_dir / "run.json"
+    signature = model_signature(model)
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if resume is False:
+            raise RunFolderError(f"{run_dir} already holds a run ({info.get('model')}); resume "
+                                 "it or choose a new run folder.")
+        if info.get("signature") != signature or info.get("model") != model_name:
+            raise RunFolderError(
+                f"{run_dir} holds a run of model {info.get('model')!r} "
+                f"(signature {info.get('signature')}), not of {model_name!r} ({signature}); "
+                "choose a new run folder for this model.")
+        return
+    if resume is True:
+        raise RunFolderError(f"{run_dir} holds no run to resume; drop --resume to start one.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {"model": model_name, "signature": signature, "backend": keras.backend.backend(),
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "config": json.loads(json.dumps(asdict(config), default=str))}
+    tmp = info_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, info_path)
+
+
+def _ensure_built(model: keras.Model, train_data) -> None:
+    """Call a subclassed model once on the first batch so its variables exist (to restore)."""
+    if model.built and model.variables:
+        return
+    batch = train_data[0]
+    model(batch if isinstance(batch, dict) else batch[0])
+
+
+def _scale_own_loss_for_replicas(model: keras.Model, replicas: int) -> None:
+    """Divide the loss of a model that overrides ``compute_loss`` by the replica count.
+
+    Under ``MirroredStrategy`` each replica's gradients are *summed*, so Keras divides the
+    losses it computes itself (compiled losses, ``add_loss`` terms) by the number of replicas.
+    A model that computes its own total in ``compute_loss`` (Mask R-CNN, which adds its five
+    losses) skips that step and would train with ``replicas`` times the gradient and log
+    ``replicas`` times the loss; this wraps its ``compute_loss`` to do the same division.
+    (JAX's ``DataParallel`` runs one program over the global batch: nothing to do there.)
+    """
+    if type(model).compute_loss is keras.Model.compute_loss or replicas < 2:
+        return
+    original = model.compute_loss
+    factor = 1.0 / replicas
+
+    def compute_loss(*args, **kwargs):
+        return original(*args, **kwargs) * factor
+
+    model.compute_loss = compute_loss
+
+
+def _save_final(model: keras.Model, run_dir: Path) -> Path:
+    path = run_dir / "final.weights.h5"
+    tmp = run_dir / "final.tmp.weights.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------
+
+def train(model: keras.Model | Callable[[], keras.Model], train_data, run_dir: str | Path,
+          config: TrainConfig = TrainConfig(), *, val_data=None, loss=None, metrics=None,
+          callbacks: Sequence[keras.callbacks.Callback] = (), model_name: str | None = None,
+          resume: bool | str = "auto", distribution: DataParallel | None = None,
+          print_fn: Callable[[str], None] = print) -> TrainResult:
+    """Train ``model`` on ``train_data`` in ``run_dir``, resuming a run found there.
+
+    Args:
+        model: a Keras model, or a function building one (needed under a multi-device
+            ``distribution``, where variables must be created inside its scope; the dtype
+            policy of ``config.mixed_precision`` is set before it is called). A model that adds
+            its own losses (``add_loss`` / ``compute_loss``) takes ``loss=None``.
+        train_data: a ``keras.utils.PyDataset`` (``(x, y[, sample_weight])`` or a dict of
+            inputs). With ``set_epoch`` (the course's datasets) the order is reproducible and a
+            resumed run continues it.
+        run_dir: the run folder (see the module docstring).
+        config: :class:`TrainConfig`.
+        val_data: optional ``PyDataset`` evaluated after each epoch (``val_*`` logs).
+        loss, metrics: passed to ``compile``.
+        callbacks: more Keras callbacks (after the engine's own).
+        model_name: recorded in ``run.json``; a run folder of another model is refused.
+        resume: ``"auto"`` resumes when the folder holds a run, ``True`` requires one,
+            ``False`` refuses a folder that holds one.
+        distribution: :func:`~course_lib.training.distribute.data_parallel` (default: one
+            device).
+        print_fn: where the engine's messages go.
+
+    Returns:
+        :class:`TrainResult`.
+
+    Raises:
+        NonFiniteLossError: a NaN/inf loss (names step and term; checkpoints stay good).
+        RunFolderError: the folder belongs to another model, or ``resume`` cannot be honoured.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    run_dir = Path(run_dir)
+    distribution = distribution or DataParallel([], "single")
+    with distribution.scope():
+        if isinstance(model, keras.Model):
+            policy = model.dtype_policy.name
+        else:
+            keras.utils.set_random_seed(config.seed)
+            policy = apply_precision(config.mixed_precision)
+            model = model()
+        _ensure_built(model, train_data)
+        if distribution.engine == "MirroredStrategy":
+            _scale_own_loss_for_replicas(model, distribution.replicas)
+        name = model_name or model.name
+        _check_run_folder(run_dir, model, name, config, resume)
+        return _run(model, train_data, run_dir, config, val_data, loss, metrics,
+                    list(callbacks), name, policy, distribution, print_fn)
+
+
+def _run(model, train_data, run_dir, config, val_data, loss, metrics, extra_callbacks, name,
+         policy, distribution, print_fn) -> TrainResult:
+    manager = CheckpointManager(run_dir / "checkpoints", keep=config.keep_checkpoints)
+    logs_dir = run_dir / "logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    spe = int(config.steps_per_epoch or len(train_data))
+    stages = config.stage_list()
+    total_epochs = config.total_epochs()
+    schedule = make_schedule(config, spe * total_epochs)
+
+    ckpt = manager.latest()
+    state = dict(ckpt.state) if ckpt else {"epoch": 0, "batch": 0, "step": 0, "stage": 0}
+    print_fn(f"Run folder: {run_dir}  (model {name}, precision {policy}, "
+             f"{distribution.replicas} device(s) via {distribution.engine})")
+    print_fn(f"  checkpoints: {manager.directory}   logs: {logs_dir / 'train.csv'}"
+             + (f"   tensorboard --logdir {logs_dir / 'tensorboard'}" if config.tensorboard
+                else ""))
+    result = TrainResult(model=model, run_dir=run_dir, resumed_from=ckpt.manifest if ckpt else None)
+    if ckpt and not state.get("finished"):
+        print_fn(f"  resuming from {ckpt.manifest.name}: epoch {state['epoch'] + 1}, batch "
+                 f"{state['batch'] + 1}, optimizer step {state['step']}")
+    if state.get("finished"):
+        restore_model(model, ckpt)
+        print_fn("  this run has already finished; nothing to do.")
+        result.stopped, result.step, result.epoch = "already_finished", state["step"], \
+            state["epoch"]
+        result.final_weights = run_dir / "final.weights.h5"
+        return result
+
+    restored = False
+    last_saved = ckpt.manifest if ckpt else None
+    stage_start = 0
+    stopped_early = False
+    for s_idx, stage in enumerate(stages):
+        stage_end = stage_start + stage.epochs
+        if state["epoch"] >= stage_end or stopped_early:
+            stage_start = stage_end
+            continue
+        counts = set_trainable(model, stage.trainable, stage.train_norm)
+        print_fn(f"  stage {s_idx + 1}/{len(stages)} '{stage.name}': epochs "
+                 f"{max(state['epoch'], stage_start) + 1}-{stage_end}, {counts['trainable']} "
+                 f"layers learn, {counts['frozen']} frozen")
+        model.compile(optimizer=make_optimizer(config, schedule), loss=loss, metrics=metrics,
+                      jit_compile=config.jit_compile)
+        optimizer = model.optimizer
+        if ckpt is not None and not restored:
+            restore_model(model, ckpt)
+            restored = True
+        if ckpt is not None and ckpt.state.get("stage") == s_idx:
+            restore_optimizer(optimizer, model.trainable_variables, ckpt)
+        else:  # a fresh optimizer for a new stage keeps counting steps for the schedule
+            optimizer.build(model.trainable_variables)
+            optimizer.iterations.assign(state["step"])
+
+        epoch, batch = max(state["epoch"], stage_start), state["batch"]
+        if state["epoch"] < stage_start:
+            batch = 0
+        runs = []
+        if batch > 0:
+            runs.append((EpochView(train_data, spe, epoch, start=batch), epoch, epoch + 1, batch))
+            epoch += 1
+        if epoch < stage_end:
+            runs.append((EpochView(train_data, spe, epoch), epoch, stage_end, 0))
+        for view, first, last, start in runs:
+            position = TrainingPosition(spe, start, view)
+            checkpointer = ModelCheckpointer(manager, position, s_idx, config.checkpoint_every,
+                                             last_saved)
+            cbs = [position, NonFiniteLossGuard(position, checkpointer), checkpointer,
+                   LearningRateLogger(),
+                   keras.callbacks.CSVLogger(str(logs_dir / "train.csv"), append=True)]
+            if config.tensorboard:
+                cbs.append(keras.callbacks.TensorBoard(str(logs_dir / "tensorboard"),
+                                                       write_graph=False))
+            if config.early_stopping_patience:
+                monitor = config.monitor or ("val_loss" if val_data is not None else "loss")
+                cbs.append(keras.callbacks.EarlyStopping(
+                    monitor=monitor, patience=config.early_stopping_patience, verbose=1))
+            # shuffle=False: the order is the dataset's own, seeded by (seed, epoch)
+            history = model.fit(view, validation_data=val_data, initial_epoch=first,
+                                epochs=last, callbacks=cbs + extra_callbacks,
+                                verbose=config.verbose, shuffle=False)
+            last_saved = checkpointer.last_saved
+            for key, values in history.history.items():
+                result.history.setdefault(key, []).extend(values)
+            state = {"epoch": position.epoch + 1, "batch": 0,
+                     "step": int(np.asarray(optimizer.iterations)), "stage": s_idx}
+            if model.stop_training:
+                stopped_early = True
+                break
+        stage_start = stage_end
+
+    result.step, result.epoch = state["step"], state["epoch"]
+    result.stopped = "early_stopping" if stopped_early else "completed"
+    # a last checkpoint marked finished: running the command again does not train more
+    finished = dict(state, finished=True, lr=float(np.asarray(model.optimizer.learning_rate)))
+    manager.save(model, model.optimizer, finished)
+    result.final_weights = _save_final(model, run_dir)
+    print_fn(f"  done ({result.stopped}) after {result.epoch} epochs, {result.step} steps; "
+             f"weights: {result.final_weights}")
+    return result

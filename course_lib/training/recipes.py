@@ -1,0 +1,342 @@
+"""Ready-made training runs: U-Net and Mask R-CNN on nuclei, Mask R-CNN on VOC or COCO.
+
+Taught in notebooks/11_train_nuclei.
+
+A :class:`Recipe` bundles what :func:`course_lib.training.train` needs (a model builder, the
+training and validation data, a :class:`~course_lib.training.TrainConfig`, the loss) and what
+evaluation needs (a function from an image to its instance label image). The command line
+(``python -m course_lib.train``) and the notebooks build the same recipes with
+:func:`make_recipe`, so a notebook run and a long run outside Jupyter share one code path.
+
+Data checks happen here, before anything is built, and raise :class:`DataError` with a
+message naming the folder and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from course_lib import config as course_config
+from course_lib.training.engine import Stage, TrainConfig
+
+PRESETS = ("nuclei", "voc", "coco")
+MODELS = ("unet", "maskrcnn")
+
+#: Mask R-CNN's "heads": FPN, RPN, box and mask heads (everything but the backbone), as in
+#: the Mask R-CNN reference implementations' first training stage.
+MASKRCNN_HEADS = r"(^|/)fpn_|^(rpn_head|box_head|mask_head)/"
+
+
+class DataError(ValueError):
+    """The data for a run is missing or unusable; the message names the folder and the fix.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+
+@dataclass
+class Recipe:
+    """One training run, ready for :func:`course_lib.training.train`.
+
+    Attributes:
+        name: model name recorded in the run folder (``"unet-nuclei"``, ...).
+        build: builds the model to train (``model_fn`` of :func:`train`).
+        train_data: a ``PyDataset`` of training batches.
+        val_data: validation batches or ``(x, y)`` arrays, or ``None``.
+        config: the :class:`TrainConfig`.
+        loss: the compile loss (``None``: the model adds its own).
+        predictor: ``predictor(model) -> (image H×W×3 uint8 -> labels H×W int32)``, for
+            evaluation and export; ``model`` is what ``build`` returned.
+        val_samples: sample folders (nuclei) or a provider of the validation split.
+        data_root: where the samples were found.
+        extra: anything else a caller may want (the U-Net recipe, the Mask R-CNN config).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+    name: str
+    build: Callable
+    train_data: object
+    val_data: object
+    config: TrainConfig
+    loss: object = None
+    predictor: Callable | None = None
+    val_samples: object = None
+    data_root: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class SubsetSamples:
+    """A sample provider restricted to ``indices`` of another (a train/validation split).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+    def __init__(self, provider, indices: Sequence[int]):
+        self.provider, self.indices = provider, [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int):
+        return self.provider.load(self.indices[index])
+
+    def name(self, index: int) -> str:
+        p = self.provider
+        return p.name(self.indices[index]) if hasattr(p, "name") else str(self.indices[index])
+
+
+def nuclei_folder(data: str | Path | None = None) -> tuple[Path, list[Path]]:
+    """The nuclei ``stage1_train`` folder to train on and its sample folders.
+
+    ``data`` may be the ``stage1_train`` folder itself or a folder holding it (as written by
+    :func:`course_lib.data.synthetic.make_nuclei`); default: real data under
+    :func:`course_lib.config.data_root`, else the synthetic set.
+
+    Raises:
+        DataError: the folder is missing or holds no DSB-layout samples.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    from course_lib.data import nuclei
+
+    if data is None:
+        source, path = course_config.dataset_status()["nuclei"]
+        if path is None:
+            raise DataError(f"no nuclei data under {course_config.data_root()}; run "
+                            "`python -m course_lib.data.prepare` (synthetic) or pass --data.")
+    else:
+        path = Path(data).expanduser()
+        if not path.exists():
+            raise DataError(f"data folder {path} does not exist; pass --data pointing at a "
+                            "stage1_train folder (or run `python -m course_lib.data.prepare`).")
+        if (path / "stage1_train").is_dir():
+            path = path / "stage1_train"
+    samples = nuclei.index_samples(path)
+    if not samples:
+        raise DataError(f"{path} holds no nuclei samples (expected <id>/images/<id>.png and "
+                        "<id>/masks/*.png); point --data at a DSB stage1_train folder.")
+    if len(samples) < 2:
+        raise DataError(f"{path} holds only {len(samples)} sample; at least 2 are needed for a "
+                        "training and a validation split.")
+    return path, samples
+
+
+def _with_overrides(cfg: TrainConfig, n_batches: int, overrides: dict) -> TrainConfig:
+    """``cfg`` with ``overrides``; steps per epoch capped at the dataset's batches."""
+    cfg = dataclasses.replace(cfg, **overrides)
+    if cfg.steps_per_epoch and cfg.steps_per_epoch > n_batches:
+        print(f"  steps_per_epoch {cfg.steps_per_epoch} > the {n_batches} batches the data "
+              f"holds: using {n_batches}")
+        cfg = dataclasses.replace(cfg, steps_per_epoch=n_batches)
+    return cfg
+
+
+def _mode_settings(mode: str | None) -> course_config.ModeSettings:
+    mode = mode or course_config.mode()
+    if mode not in course_config.MODES:
+        raise ValueError(f"mode={mode!r}: use one of {course_config.MODES}")
+    return course_config.FULL if mode == "full" else course_config.QUICK
+
+
+def unet_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
+                workers: int = 1, **train_overrides) -> Recipe:
+    """The U-Net recipe of notebook 10 (:mod:`course_lib.models.unet_training`) as a run.
+
+    AdamW at the recipe's rate, binary cross-entropy weighted by the paper's border map,
+    instances by watershed of the probability. ``train_overrides`` replace
+    :class:`TrainConfig` fields (e.g. ``epochs=1, steps_per_epoch=3``).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    from course_lib.data.nuclei import split_samples
+    from course_lib.models import unet_training as ut
+    from course_lib.ops.watershed import watershed_instances
+
+    mode = _mode_settings(mode).name
+    root, samples = nuclei_folder(data)
+    recipe = ut.recipe_for_mode(mode)
+    train_dirs, val_dirs = split_samples(samples, val_fraction, seed=recipe.seed)
+    train_ds = ut.training_dataset(train_dirs, recipe)
+    train_ds.workers = int(workers)
+    images, targets, _ = ut.validation_tiles(val_dirs, recipe, tiles_per_image=1)
+    steps = min(recipe.steps_per_epoch or len(train_ds), len(train_ds))
+    cfg = TrainConfig(epochs=recipe.epochs, steps_per_epoch=steps, optimizer="adamw",
+                      learning_rate=recipe.learning_rate, weight_decay=1e-4, clipnorm=5.0,
+                      seed=recipe.seed)
+    cfg = _with_overrides(cfg, len(train_ds), train_overrides)
+
+    def build():
+        norm = ut.adapted_normalization(train_ds, recipe.norm_batches)
+        return ut.build_recipe_unet(recipe, norm)
+
+    def predictor(model):
+        return lambda image: watershed_instances(ut.predict_probability(model, image, recipe))
+
+    return Recipe("unet-nuclei", build, train_ds, (images, targets), cfg,
+                  loss="binary_crossentropy", predictor=predictor, val_samples=val_dirs,
+                  data_root=root, extra={"recipe": recipe})
+
+
+def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode: str,
+                     workers: int, root, train_overrides) -> Recipe:
+    from course_lib.data.pipeline import MaskRCNNDataset
+    from course_lib.models import maskrcnn
+
+    settings = _mode_settings(mode)
+    common = dict(batch_size=settings.batch_size, image_size=model_config.image_size,
+                  max_instances=model_config.max_instances,
+                  mini_mask_shape=model_config.mini_mask_shape, workers=workers)
+    train_ds = MaskRCNNDataset(train_provider, seed=model_config.seed, **common)
+    val_ds = MaskRCNNDataset(val_provider, shuffle=False, **common) if val_provider else None
+    steps = min(settings.steps_per_epoch or len(train_ds), len(train_ds))
+    epochs = settings.epochs
+    heads = max(1, epochs // 4)  # the reference schedules: heads first, then every layer
+    stages = (Stage("heads", heads, MASKRCNN_HEADS), Stage("all", max(1, epochs - heads)))
+    # SGD as in the paper: 0.02 for 16 images a batch, scaled linearly to ours
+    lr = 0.02 * settings.batch_size / 16
+    cfg = TrainConfig(stages=stages, steps_per_epoch=steps, optimizer="sgd", learning_rate=lr,
+                      momentum=0.9, weight_decay=1e-4, clipnorm=5.0,
+                      warmup_steps=min(500, max(1, steps * (epochs) // 10)),
+                      seed=model_config.seed)
+    cfg = _with_overrides(cfg, len(train_ds), train_overrides)
+    models = {}
+
+    def build():
+        training, inference = maskrcnn.build_models(model_config)
+        models["inference"] = inference
+        return training
+
+    def predictor(model):
+        inference = models.get("inference")
+        if inference is None:  # a model built elsewhere: rebuild the twin sharing its layers
+            inference = maskrcnn.MaskRCNN(model.config, mode="inference", shared=model,
+                                          verbose=False)
+
+        def labels(image):
+            det = maskrcnn.detect(inference, [image])[0]
+            return _masks_to_labels_by_score(det["masks"], det["scores"])
+
+        return labels
+
+    return Recipe(name, build, train_ds, val_ds, cfg, loss=None, predictor=predictor,
+                  val_samples=val_provider, data_root=root,
+                  extra={"model_config": model_config, "models": models})
+
+
+def _masks_to_labels_by_score(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Label image from overlapping detections: the higher score wins a contested pixel."""
+    labels = np.zeros(masks.shape[:2], np.int32)
+    for rank, k in enumerate(np.argsort(-np.asarray(scores), kind="stable")[::-1]):
+        labels[masks[..., k]] = 0  # painted lowest score first, so the best is on top
+        labels[masks[..., k]] = rank + 1
+    return labels
+
+
+def maskrcnn_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
+                    workers: int = 1, **train_overrides) -> Recipe:
+    """Mask R-CNN (:func:`course_lib.models.maskrcnn.nuclei_config`) on a nuclei folder.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    from course_lib.data.coco import DsbFolderSamples
+    from course_lib.data.nuclei import split_samples
+    from course_lib.models import maskrcnn
+
+    mode = _mode_settings(mode).name
+    root, samples = nuclei_folder(data)
+    train_dirs, val_dirs = split_samples(samples, val_fraction, seed=0)
+    return _maskrcnn_recipe("maskrcnn-nuclei", maskrcnn.nuclei_config(),
+                            DsbFolderSamples(sample_dirs=train_dirs),
+                            DsbFolderSamples(sample_dirs=val_dirs), mode, workers, root,
+                            train_overrides)
+
+
+def maskrcnn_voc(data=None, mode: str | None = None, workers: int = 1,
+                 **train_overrides) -> Recipe:
+    """Mask R-CNN (:func:`course_lib.models.maskrcnn.voc_config`) on Pascal VOC 2012
+    (``train`` / ``val`` of ``ImageSets/Segmentation``).
+
+    Taught in notebooks/12_train_voc.
+    """
+    from course_lib.data.voc import VocSamples
+    from course_lib.models import maskrcnn
+
+    if data is None:
+        _, data = course_config.dataset_status()["voc"]
+        if data is None:
+            raise DataError(f"no VOC data under {course_config.data_root()}; run "
+                            "`python -m course_lib.data.prepare` (synthetic) or pass --data.")
+    data = Path(data).expanduser()
+    if not data.exists():
+        raise DataError(f"data folder {data} does not exist; pass --data pointing at VOC2012.")
+    try:
+        train_p, val_p = VocSamples(data, "train"), VocSamples(data, "val")
+    except FileNotFoundError as err:
+        raise DataError(f"{data} is not a VOC 2012 folder ({err}); pass --data pointing at "
+                        "VOCdevkit/VOC2012.") from err
+    if len(train_p) == 0:
+        raise DataError(f"{data} lists no training images in ImageSets/Segmentation/train.txt.")
+    return _maskrcnn_recipe("maskrcnn-voc", maskrcnn.voc_config(), train_p,
+                            val_p if len(val_p) else None, _mode_settings(mode).name,
+                            workers, data, train_overrides)
+
+
+def maskrcnn_coco(data=None, mode: str | None = None, val_fraction: float = 0.1,
+                  workers: int = 1, **train_overrides) -> Recipe:
+    """Mask R-CNN on a COCO instance json (``--data path/to/annotations.json``), its classes
+    taken from the json; a seeded ``val_fraction`` of the images is held out.
+
+    Taught in notebooks/12_train_voc.
+    """
+    from course_lib.data.coco import CocoSamples
+    from course_lib.models import maskrcnn
+
+    if data is None:
+        raise DataError("the coco preset needs --data pointing at a COCO instances .json file.")
+    data = Path(data).expanduser()
+    if not data.is_file() or data.suffix.lower() != ".json":
+        raise DataError(f"{data} is not a COCO .json file; pass --data path/to/annotations.json.")
+    provider = CocoSamples(data)
+    if len(provider) < 2:
+        raise DataError(f"{data} lists {len(provider)} images; at least 2 are needed.")
+    order = np.random.default_rng(0).permutation(len(provider))
+    n_val = min(max(1, int(round(val_fraction * len(provider)))), len(provider) - 1)
+    names = getattr(provider, "class_names", None)
+    model_config = maskrcnn.voc_config()
+    if names:  # names by class id, background first
+        model_config = dataclasses.replace(model_config, name="coco", num_classes=len(names),
+                                           class_names=tuple(names))
+    return _maskrcnn_recipe("maskrcnn-coco", model_config,
+                            SubsetSamples(provider, sorted(order[n_val:])),
+                            SubsetSamples(provider, sorted(order[:n_val])),
+                            _mode_settings(mode).name, workers, data, train_overrides)
+
+
+def make_recipe(preset: str, model: str, mode: str | None = None, data=None,
+                **kwargs) -> Recipe:
+    """The recipe for ``preset`` (``nuclei``, ``voc``, ``coco``) and ``model`` (``unet``,
+    ``maskrcnn``); ``kwargs`` go to the recipe function (``workers``, TrainConfig fields).
+
+    Raises:
+        ValueError: an unknown preset or model, or U-Net asked for VOC/COCO.
+        DataError: missing or unusable data.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
+    if model == "unet":
+        if preset != "nuclei":
+            raise ValueError("U-Net is trained on nuclei only (one foreground class); use "
+                             "--model maskrcnn for voc or coco.")
+        return unet_nuclei(data, mode, **kwargs)
+    return {"nuclei": maskrcnn_nuclei, "voc": maskrcnn_voc,
+            "coco": maskrcnn_coco}[preset](data, mode, **kwargs)

@@ -1,0 +1,77 @@
+"""Evaluation and export, checked with oracle predictors whose scores are known by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from course_lib.data.nuclei import index_samples, load_sample, read_submission
+from course_lib.data.synthetic import make_nuclei
+from course_lib.ops.masks import masks_to_labels
+from course_lib.training.evaluate import evaluate_dsb, folder_samples, image_files, predict_folder
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nuclei")
+    make_nuclei(root, 2, seed=1, size=96)
+    dirs = index_samples(root / "stage1_train")
+    truth = {}
+    for d in dirs:
+        image, masks = load_sample(d)
+        truth[image.tobytes()] = masks_to_labels(masks)
+    return root / "stage1_train", dirs, truth
+
+
+def test_dsb_score_of_oracles(samples):
+    _, dirs, truth = samples
+    perfect = evaluate_dsb(lambda im: truth[im.tobytes()], folder_samples(dirs), progress=False)
+    assert perfect["score"] == 1.0 and len(perfect["per_image"]) == 2
+    empty = evaluate_dsb(lambda im: np.zeros(im.shape[:2], np.int32), folder_samples(dirs),
+                         progress=False)
+    assert empty["score"] == 0.0
+    first = next(iter(truth))  # right on one image, nothing on the other: (1 + 0) / 2
+
+    def half(im):
+        return truth[im.tobytes()] if im.tobytes() == first else np.zeros(im.shape[:2], np.int32)
+
+    assert evaluate_dsb(half, folder_samples(dirs), progress=False)["score"] == 0.5
+
+
+def test_predict_folder_writes_labels_submission_and_coco(samples, tmp_path):
+    folder, dirs, truth = samples
+    out = tmp_path / "pred"
+    preds = predict_folder(lambda im: truth[im.tobytes()], folder, out,
+                           submission=tmp_path / "sub.csv", coco_results=tmp_path / "res.json",
+                           progress=False)
+    assert sorted(preds) == sorted(d.name for d in dirs)
+    for d in dirs:
+        labels = truth[load_sample(d)[0].tobytes()]
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f"{d.name}.png")), labels)
+    shapes = {d.name: preds[d.name].shape for d in dirs}
+    read = read_submission(tmp_path / "sub.csv", shapes)
+    for name, masks in read.items():
+        assert np.array_equal(masks_to_labels(masks) > 0, preds[name] > 0)
+        assert masks.shape[-1] == len(np.unique(preds[name])) - 1
+    detections = json.loads((tmp_path / "res.json").read_text())
+    ids = json.loads((tmp_path / "res.image_ids.json").read_text())
+    for name, labels in preds.items():
+        mine = [d for d in detections if d["image_id"] == ids[name]]
+        assert len(mine) == labels.max()
+        decoded = mask_utils.decode([d["segmentation"] for d in mine])  # pycocotools
+        found = sorted(int(np.unique(labels[decoded[..., k] > 0])[0]) for k in range(len(mine)))
+        assert found == list(range(1, labels.max() + 1))
+        for k in range(len(mine)):
+            assert len(np.unique(labels[decoded[..., k] > 0])) == 1
+
+
+def test_image_files_finds_plain_images_and_refuses_empty(tmp_path):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
+    assert [i for i, _ in image_files(tmp_path)] == ["a"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no images"):
+        image_files(tmp_path / "empty")

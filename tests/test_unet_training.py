@@ -1,0 +1,143 @@
+"""The U-Net training plumbing: padding arithmetic, caching, fixed-shape prediction, recipe."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from course_lib.models import unet, unet_training as ut
+
+
+def test_same_padding_amounts_hand_worked():
+    # 100 + 2·16 = 132 → next multiple of 8 is 136 (+4); 130 + 32 = 162 → 168 (+6)
+    assert ut.same_padding_amounts((100, 130), depth=3, margin=16) == ((16, 20), (16, 22))
+    # already divisible: 96 + 2·16 = 128
+    assert ut.same_padding_amounts((96, 96), depth=3, margin=16) == ((16, 16), (16, 16))
+    # no margin, depth 4: 250 → 256
+    assert ut.same_padding_amounts((250, 256), depth=4, margin=0) == ((0, 6), (0, 0))
+    with pytest.raises(ValueError):
+        ut.same_padding_amounts((10, 10), depth=3, margin=-1)
+
+
+def test_recipe_checks_and_output_tile():
+    r = ut.UNetRecipe(tile_size=128, margin=16)
+    assert r.tile_out == 96
+    with pytest.raises(ValueError, match="divisible"):
+        ut.UNetRecipe(tile_size=100, depth=3)
+    with pytest.raises(ValueError, match="margin"):
+        ut.UNetRecipe(tile_size=64, margin=32)
+    assert ut.recipe_for_mode("quick", w0=0).w0 == 0
+    with pytest.raises(ValueError):
+        ut.recipe_for_mode("slow")
+
+
+def test_cached_samples_decodes_each_sample_once():
+    class Provider:
+        calls = 0
+
+        def __len__(self):
+            return 3
+
+        def load(self, i):
+            Provider.calls += 1
+            return np.full((4, 4, 3), i), np.zeros((4, 4, 0), bool), np.zeros(0, np.int32)
+
+    cached = ut.CachedSamples(Provider(), maxsize=8)
+    for _ in range(4):
+        for i in range(3):
+            assert cached.load(i)[0][0, 0, 0] == i
+    assert Provider.calls == 3 and len(cached) == 3 and cached.name(2) == "2"
+
+
+def test_tile_predictor_always_feeds_the_same_batch_shape():
+    seen = []
+
+    class Fake:
+        def predict_on_batch(self, batch):
+            seen.append(batch.shape)
+            return batch[..., :1] * 2
+
+    predict = ut.tile_predictor(Fake(), batch_size=4)
+    x = np.arange(3 * 2 * 2 * 3, dtype=np.float32).reshape(3, 2, 2, 3)
+    out = predict(x)
+    assert seen == [(4, 2, 2, 3)]
+    np.testing.assert_array_equal(out, x[..., :1] * 2)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict(np.zeros((5, 2, 2, 3)))
+
+
+def _pointwise_model(input_shape=(None, None, 3)):
+    """A 1×1 convolution then a sigmoid: the answer per pixel is known in NumPy."""
+    inputs = keras.Input(input_shape)
+    out = keras.layers.Conv2D(1, 1, activation="sigmoid", name="classifier")(inputs)
+    model = keras.Model(inputs, out)
+    model.get_layer("classifier").set_weights([np.array([0.02, -0.01, 0.005]).reshape(1, 1, 3, 1),
+                                              np.array([-0.5])])
+    return model
+
+
+def test_tiled_and_whole_image_probability_match_numpy():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (70, 90, 3)).astype(np.float32)
+    expected = 1 / (1 + np.exp(-(image @ np.array([0.02, -0.01, 0.005]) - 0.5)))
+    recipe = ut.UNetRecipe(tile_size=32, depth=3, margin=8)
+    model = _pointwise_model()
+    np.testing.assert_allclose(ut.predict_probability(model, image, recipe), expected, atol=1e-5)
+    np.testing.assert_allclose(ut.whole_image_probability(model, image, recipe), expected,
+                               atol=1e-5)
+    # a model with a fixed input size is rebuilt for the whole image
+    fixed = _pointwise_model((32, 32, 3))
+    np.testing.assert_allclose(ut.whole_image_probability(fixed, image, recipe), expected,
+                               atol=1e-5)
+
+
+def test_rebuild_for_shape_keeps_the_function():
+    model = unet.same_unet((32, 32, 3), n_classes=1, base_filters=2, depth=2, batch_norm=False,
+                           dropout=0.0)
+    big = ut.rebuild_for_shape(model, (48, 64, 3))
+    assert big.input_shape == (None, 48, 64, 3) and big.output_shape == (None, 48, 64, 1)
+    x = np.random.default_rng(1).random((1, 32, 32, 3)).astype(np.float32)
+    # the same weights on a 32×32 input: rebuilt again at the original size
+    back = ut.rebuild_for_shape(big, (32, 32, 3))
+    np.testing.assert_allclose(back.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
+
+
+def test_classifier_bias_starts_at_the_prior_log_odds():
+    recipe = ut.UNetRecipe(prior_foreground=0.3, base_filters=2, depth=2, tile_size=32, margin=4)
+    model = ut.build_recipe_unet(recipe)
+    bias = keras.ops.convert_to_numpy(model.get_layer("classifier").bias)
+    assert bias[0] == pytest.approx(math.log(0.3 / 0.7), abs=1e-6)   # -0.8473
+    bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bn and all(layer.momentum == 0.9 for layer in bn)
+
+
+def test_train_unet_smoke_and_validation_matches_keras_loss(tmp_path):
+    from course_lib.data.synthetic.nuclei import make_nuclei
+
+    dirs = make_nuclei(tmp_path, 4, seed=0, size=64)
+    recipe = ut.UNetRecipe(tile_size=32, base_filters=2, depth=2, margin=4, batch_size=2,
+                           epochs=2, steps_per_epoch=2, norm_batches=1)
+    run = ut.train_unet(dirs[:3], recipe, val_dirs=dirs[3:])
+    assert len(run.history["loss"]) == 2
+    assert set(run.history) >= {"loss", "val_bce", "val_gap_bce"}
+    # val_bce is Keras' own binary cross-entropy on the same fixed tiles
+    x, y, _ = ut.validation_tiles(dirs[3:], recipe)
+    p = run.model.predict_on_batch(x)
+    keras_bce = float(keras.ops.mean(keras.losses.binary_crossentropy(y, p)))
+    assert run.history["val_bce"][-1] == pytest.approx(keras_bce, rel=1e-3)
+
+
+def test_recipe_weights_hand_worked():
+    # two 2-px-wide nuclei with a 3-px gap: the middle gap pixel is 2 px from each
+    labels = np.zeros((9, 15), np.int32)
+    labels[2:7, 4:6] = 1
+    labels[2:7, 9:11] = 2
+    weights = ut.recipe_weight_fn(ut.UNetRecipe(w0=10.0, sigma=5.0, foreground_weight=3.0))(labels)
+    assert weights[4, 7] == pytest.approx(1 + 10 * math.exp(-16 / 50), abs=1e-5)   # 8.26
+    assert weights[4, 4] == pytest.approx(3.0)          # inside a nucleus: w_c only
+    assert weights[0, 0] == pytest.approx(1 + 10 * math.exp(-((4 ** 2 + 4) ** 0.5 + (9 ** 2 + 4) ** 0.5) ** 2 / 50), abs=1e-4)
+    flat = ut.recipe_weight_fn(ut.UNetRecipe(w0=0.0, foreground_weight=1.0))(labels)
+    assert np.all(flat == 1.0)
