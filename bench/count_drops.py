@@ -43,19 +43,23 @@ class _LastLoads:
     def name(self, i):
         return self.provider.name(i)
 
-    def load(self, i):
+    def load_with_ignore(self, i):
+        # the provider's own report of what its loader dropped is passed on, not hidden
         if i not in self.cache:
             if len(self.cache) >= self.keep:
                 self.cache.pop(next(iter(self.cache)))
             try:
-                self.cache[i] = ("ok", self.provider.load(i))
+                self.cache[i] = ("ok", self.provider.load_with_ignore(i))
             except Exception as err:  # remembered and raised again for the second dataset
                 self.cache[i] = ("error", err)
         kind, value = self.cache[i]
         if kind == "error":
             raise value
-        image, masks, ids = value
-        return image.copy(), masks.copy(), ids.copy()
+        image, masks, ids, ignored = value
+        return image.copy(), masks.copy(), ids.copy(), ignored
+
+    def load(self, i):
+        return self.load_with_ignore(i)[:3]
 
 
 def main(argv=None) -> int:

@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.mode:
         os.environ["COURSE_MODE"] = args.mode  # before anything reads the mode
+    from course_lib import config
     from course_lib.training import (
         NonFiniteLossError,
         RunFolderError,
@@ -100,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     from course_lib.training.checkpoints import CheckpointError
     from course_lib.training.recipes import DataError, make_recipe
-
-    from course_lib import config
 
     mode = config.mode()
     full = mode == "full"

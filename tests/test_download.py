@@ -37,7 +37,7 @@ class _Handler(BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         server.log.append((self.path, rng))
         if rng and server.honour_range:
-            start = int(rng.split("=")[1].split("-")[0])
+            start = int(rng.split("=")[1].split("-")[0]) - server.range_slip
             if start >= len(data):
                 self.send_response(416)
                 if not server.bare_416:  # a careful server says how large the file is
@@ -83,7 +83,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.files = {"/data.bin": PAYLOAD}
     httpd.log, httpd.sent, httpd.cut_after, httpd.honour_range = [], 0, None, True
-    httpd.bare_416, httpd.chunked, httpd.no_length = False, False, None
+    httpd.bare_416, httpd.chunked, httpd.no_length, httpd.range_slip = False, False, None, 0
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -386,3 +386,13 @@ def test_archive_bomb_limits(tmp_path):
     budget = [5]
     with pytest.raises(dl.UnsafeArchiveError, match="more bytes"):
         dl._copy_limited(io.BytesIO(b"123456"), io.BytesIO(), budget, Path("a.zip"), "m")
+
+
+def test_a_different_range_than_asked_is_refused(server, tmp_path):
+    # asked from byte 1000, the server sends from 900: appending would corrupt the file
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:1000])
+    server.range_slip = 100
+    with pytest.raises(dl.DownloadError, match="another byte range"):
+        dl.download(server.url + "/data.bin", tmp_path / "data.bin", progress=False)
+    assert (tmp_path / "data.bin.part").read_bytes() == PAYLOAD[:1000]  # nothing appended
+    assert not (tmp_path / "data.bin").exists()

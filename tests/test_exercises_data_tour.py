@@ -58,3 +58,36 @@ def test_usual_mistakes_fail_with_a_hint(check, wrong, capsys):
     with pytest.raises(exercises.ExerciseFailed):
         check(wrong)
     assert "Hint:" in capsys.readouterr().out
+
+
+def _lloyd(x, centres, iterations=50):
+    """k-means written out here: nearest centre, then the mean of each cluster, until still."""
+    x, centres = np.asarray(x, float), np.asarray(centres, float).copy()
+    for _ in range(iterations):
+        labels = ((x[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+        moved = np.array([x[labels == j].mean(0) if (labels == j).any() else centres[j]
+                          for j in range(len(centres))])
+        if np.allclose(moved, centres):
+            break
+        centres = moved
+    return centres, labels
+
+
+def test_kmeans_check_accepts_lloyd_and_its_first_case_is_hand_worked():
+    assert exercises.check_kmeans(_lloyd)
+    # worked by hand: from centres 0 and 1, the points 0, 1, 10, 11 settle at 0.5 and 10.5
+    x, start = exercises.KMEANS_CASES[0].args
+    centres, labels = ch01_data_tour._kmeans_reference(x, start)
+    np.testing.assert_allclose(centres.ravel(), [0.5, 10.5])
+    assert labels.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda x, c, iterations=50: _lloyd(x, c, 1),                       # stops after one step
+    lambda x, c, iterations=50: (_lloyd(x, c)[0], _lloyd(x, c)[1] * 0),  # every label 0
+    lambda x, c, iterations=50: _lloyd(x, c)[0],                       # forgets the labels
+])
+def test_kmeans_check_rejects_usual_mistakes(wrong, capsys):
+    with pytest.raises(exercises.ExerciseFailed):
+        exercises.check_kmeans(wrong)
+    assert "Hint:" in capsys.readouterr().out

@@ -12,7 +12,6 @@ import pytest
 from course_lib import exercises
 from course_lib.ops import boxes
 
-
 # --------------------------------------------------------------------------- 06: anchor labels
 
 #: The labels of LABEL_ANCHOR_CASES, by hand: rule 1 (IoU >= 0.7 -> 1), rule 2 (<= 0.3 -> 0,

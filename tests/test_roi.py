@@ -433,12 +433,12 @@ def test_roi_align_of_a_linear_map_is_the_map_at_bin_centres(a, b, y1, x1, h, w,
 
 
 @settings(max_examples=25, deadline=None)
-@given(dy=st.integers(-3, 3), dx=st.integers(-3, 3), seed=st.integers(0, 1000))
-def test_roi_align_and_pool_are_equivariant_to_whole_cell_shifts(dy, dx, seed):
+@given(dy=st.integers(-3, 3), dx=st.integers(-3, 3),
+       values=st.lists(st.integers(-20, 20), min_size=24 * 24 * 2, max_size=24 * 24 * 2))
+def test_roi_align_and_pool_are_equivariant_to_whole_cell_shifts(dy, dx, values):
     # Rolling the map by (dy, dx) cells and moving the box by (dy, dx) * stride pixels changes
     # nothing, for both methods, as long as the box stays well inside.
-    rng = np.random.default_rng(seed)
-    feats = rng.normal(size=(24, 24, 2))
+    feats = np.array(values, float).reshape(24, 24, 2)
     stride = 4.0
     box = np.array([[30.3, 33.7, 57.1, 61.9]])
     moved_feats = np.roll(feats, (dy, dx), axis=(0, 1))

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from course_lib.models import unet, unet_training as ut
+from course_lib.models import unet
+from course_lib.models import unet_training as ut
 
 
 def test_same_padding_amounts_hand_worked():
@@ -106,7 +107,8 @@ def test_rebuild_for_shape_keeps_the_function():
 
 
 def test_classifier_bias_starts_at_the_prior_log_odds():
-    recipe = ut.UNetRecipe(prior_foreground=0.3, base_filters=2, depth=2, tile_size=32, margin=4)
+    recipe = ut.UNetRecipe(prior_foreground=0.3, base_filters=2, depth=2, tile_size=32, margin=4,
+                           batch_norm=True)
     model = ut.build_recipe_unet(recipe)
     bias = keras.ops.convert_to_numpy(model.get_layer("classifier").bias)
     assert bias[0] == pytest.approx(math.log(0.3 / 0.7), abs=1e-6)   # -0.8473

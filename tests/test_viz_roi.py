@@ -70,3 +70,44 @@ def test_sample_grid_drawing_positions():
     fig = viz_roi.draw_sample_grids(_features(), (20.0, 20.0, 100.0, 90.0))
     assert len(fig.axes) == 2 and len(fig.axes[0].patches) >= 4
     plt.close(fig)
+
+
+def test_feature_grid_and_explorer_panels_have_labelled_axes():
+    fig, ax = plt.subplots()
+    viz_roi.draw_feature_grid(ax, _features(), 16)
+    assert ax.get_xlabel() == "x (image px)" and ax.get_ylabel() == "y (image px)"
+    plt.close(fig)
+    state = viz_roi.draw_roi_explorer(_features(), (40.0, 40.0, 150.0, 140.0), 16)
+    assert all(a.get_xlabel() and a.get_ylabel() for a in state["figure"].axes)
+    plt.close(state["figure"])
+
+
+def test_axis_samples_one_row_of_markers_per_method():
+    fig, ax = plt.subplots()
+    positions = {"a": np.array([10.0, 20.0, 30.0]), "b": np.array([12.0, 28.0])}
+    viz_roi.draw_axis_samples(ax, positions, (8.0, 32.0), stride=8, n_cells=5)
+    rows = {tuple(line.get_xdata()): set(line.get_ydata()) for line in ax.lines
+            if line.get_linestyle() == "None"}
+    assert rows[(10.0, 20.0, 30.0)] == {1} and rows[(12.0, 28.0)] == {0}   # top to bottom
+    centres = [line for line in ax.lines if line.get_marker() == "|"][0]
+    np.testing.assert_allclose(centres.get_xdata(), [4, 12, 20, 28, 36])    # (i + 0.5) * stride
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a", "cell centres"]
+    assert ax.get_xlabel() == "x (image px)"
+    plt.close(fig)
+
+
+def test_crops_beside_boxes_pairs_each_box_with_its_crop():
+    image = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    boxes = np.array([[4.0, 4.0, 20.0, 30.0], [30.0, 10.0, 60.0, 50.0]])
+    crops = roi.roi_align(image[..., None], boxes, 7, 1.0)
+    fig = viz_roi.draw_crops_beside_boxes(image, boxes, crops, [2, 3], per_row=2)
+    used = [a for a in fig.axes if a.axison]
+    assert len(used) == 4 and len(fig.axes) == 4
+    assert [a.get_title() for a in used] == ["box 0: 16×26 px", "pooled from P2",
+                                           "box 1: 30×40 px", "pooled from P3"]
+    np.testing.assert_allclose(used[1].images[0].get_array(), crops[0, ..., 0])
+    # the box is drawn where it is (edges at -0.5, as imshow puts pixel centres on integers)
+    rect = used[0].patches[0]
+    assert rect.get_xy() == (3.5, 3.5) and rect.get_width() == 26 and rect.get_height() == 16
+    assert all(a.get_xlabel() and a.get_ylabel() for a in used)
+    plt.close(fig)

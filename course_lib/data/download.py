@@ -224,9 +224,13 @@ def download(url: str, dest: str | Path, sha256: str | None = None, progress: bo
         with response:
             status = getattr(response, "status", 200)
             headers = response.headers
-            if start and (status != 206 or
-                          _start_from_content_range(headers.get("Content-Range")) != start):
-                start = 0  # server ignored (or misanswered) Range: start over
+            if status == 206 and _start_from_content_range(headers.get("Content-Range")) != start:
+                raise DownloadError(
+                    f"{url} answered with another byte range than asked for (from {start}: "
+                    f"{headers.get('Content-Range')!r}); nothing was written. Delete {part} and "
+                    "download again.")
+            if start and status != 206:
+                start = 0  # server ignored Range: start over
             length = headers.get("Content-Length")
             total = _total_from_content_range(headers.get("Content-Range")) if status == 206 \
                 else None

@@ -14,9 +14,11 @@ from course_lib.exercises.ch00_start_here import (  # noqa: F401
 from course_lib.exercises.ch01_data_tour import (  # noqa: F401
     FLIP_BOXES_CASES,
     HAS_HOLE_CASES,
+    KMEANS_CASES,
     MASKS_TO_BOXES_CASES,
     check_flip_boxes_left_right,
     check_has_hole,
+    check_kmeans,
     check_masks_to_boxes,
 )
 from course_lib.exercises.ch02_metrics import (  # noqa: F401
@@ -65,6 +67,18 @@ from course_lib.exercises.ch07_roi_pool_vs_roi_align import (  # noqa: F401
     check_fpn_level,
     check_roi_align_box,
     check_roi_pool_box,
+)
+from course_lib.exercises.ch08_heads_and_losses import (  # noqa: F401
+    MASK_LOSS_CASES,
+    MASK_TARGET_CASES,
+    SAMPLE_ROIS_CASES,
+    check_mask_loss,
+    check_mask_target,
+    check_sample_rois,
+)
+from course_lib.exercises.ch09_mask_rcnn import (  # noqa: F401
+    PASTE_MASK_CASES,
+    check_paste_mask,
 )
 from course_lib.exercises.ch10_unet import (  # noqa: F401
     CENTER_CROP_CASES,

@@ -62,7 +62,7 @@ def _top_down_reference(laterals):
 def _compare_levels(got: list, expected: list) -> str | None:
     """Compare [M2, M3, M4, M5] level by level from the top (an error at M4 spoils M3 and M2
     too, so the first wrong level from the top is where the mistake is); name that level."""
-    for level, g, e in reversed(list(zip(range(2, 6), got, expected))):
+    for level, g, e in reversed(list(zip(range(2, 6), got, expected, strict=True))):
         reason = allclose(g, e)
         if reason is not None:
             hint = (" (M5 is L5 itself, unchanged)" if level == 5 else

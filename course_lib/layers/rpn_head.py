@@ -58,9 +58,11 @@ class RPNHead(keras.layers.Layer):
         logits, deltas = [], []
         for f in features:
             h = self.shared(f)
-            batch = ops.shape(f)[0]
-            logits.append(ops.reshape(self.objectness(h), (batch, -1)))
-            deltas.append(ops.reshape(self.box(h), (batch, -1, 4)))
+            # static counts where the level's size is known, so (B, A) keeps a static A
+            cells = (f.shape[1] * f.shape[2] * self.anchors_per_location
+                     if f.shape[1] is not None and f.shape[2] is not None else -1)
+            logits.append(ops.reshape(self.objectness(h), (-1, cells)))
+            deltas.append(ops.reshape(self.box(h), (-1, cells, 4)))
         return ops.concatenate(logits, axis=1), ops.concatenate(deltas, axis=1)
 
     def compute_output_shape(self, input_shape):

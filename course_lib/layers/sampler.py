@@ -137,7 +137,7 @@ def gather_rows(values, indices):
     """
     values = ops.convert_to_tensor(values)
     indices = ops.cast(indices, "int32")
-    n = values.shape[1]
+    n = values.shape[1] if values.shape[1] is not None else ops.shape(values)[1]
     # one gather from the batch flattened into rows (cheaper than a broadcast take_along_axis)
     flat = ops.reshape(values, (-1,) + tuple(values.shape[2:]))
     offsets = ops.arange(ops.shape(values)[0], dtype="int32")[:, None] * n

@@ -43,6 +43,7 @@ scores zero. The model prints which case applies when it is built.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass
 
 import keras
@@ -290,8 +291,8 @@ class MaskRCNN(keras.Model):
 
     def __init__(self, config=None, mode: str = "training", shared: MaskRCNN | None = None,
                  verbose: bool = True, **kwargs):
-        if mode not in ("training", "inference"):
-            raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}.")
+        if mode not in ("training", "inference", "stages"):
+            raise ValueError(f"mode must be 'training', 'inference' or 'stages', got {mode!r}.")
         kwargs.setdefault("name", f"maskrcnn_{mode}")
         super().__init__(**kwargs)
         self.config = _as_config(config)
@@ -379,10 +380,12 @@ class MaskRCNN(keras.Model):
                     gt_masks=inputs["gt_masks"], ignore_boxes=ignore_boxes,
                     ignore_valid=ignore_valid, mini=cfg.mini_mask_shape is not None)
 
-    def _training_pass(self, inputs, training, keep_stages=False):
+    def _training_pass(self, inputs, training, keep_stages=False, features=None):
         cfg = self.config
         images, meta = inputs["images"], inputs["image_meta"]
-        pyramid, anchors, rpn_logits, rpn_deltas = self._features(images, training)
+        if features is None:
+            features = self._features(images, training)
+        pyramid, anchors, rpn_logits, rpn_deltas = features
         gt = self._ground_truth(inputs)
         rpn_t = rpn_targets_ops(anchors, gt["gt_boxes"], gt["gt_valid"], gt["ignore_boxes"],
                                 gt["ignore_valid"], cfg.rpn_positive_iou, cfg.rpn_negative_iou,
@@ -454,15 +457,16 @@ class MaskRCNN(keras.Model):
     def call(self, inputs, training=None):
         if self.mode == "training":
             return self._training_pass(inputs, training)
+        if self.mode == "stages":
+            out = self._inference_pass(inputs, keep_stages=True)
+            if "gt_boxes" in inputs:
+                out.update(self._training_pass(inputs, False, keep_stages=True))
+            return out
         return self._inference_pass(inputs)
 
     def stages(self, batch) -> dict:
         """Every intermediate stage of one batch, as NumPy arrays (see :func:`run_stages`)."""
-        batch = {k: ops.convert_to_tensor(v) for k, v in batch.items()}
-        out = self._inference_pass(batch, keep_stages=True)
-        if "gt_boxes" in batch:
-            out.update(self._training_pass(batch, False, keep_stages=True))
-        return _to_numpy(out)
+        return run_stages(self, batch)
 
     # ---- fit without y: the losses are the predictions
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -488,6 +492,10 @@ def _to_numpy(tree):
     if isinstance(tree, (list, tuple)):
         return [_to_numpy(v) for v in tree]
     return keras.ops.convert_to_numpy(tree)
+
+
+#: One "stages" model per model it shares its layers with (made on first use, compiled once).
+_STAGE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 STAGE_NAMES = ("anchors", "rpn_scores", "rpn_deltas", "proposals", "proposal_scores",
@@ -516,9 +524,18 @@ def run_stages(model: MaskRCNN, batch: dict) -> dict:
     (``rpn_target_indices/labels/deltas``, ``train_proposals``, ``roi_boxes``, ``roi_labels``,
     ``roi_class_targets``, ``roi_box_targets``, ``mask_targets``, ``roi_positive``).
 
+    The pass runs compiled (``predict_on_batch`` of a third :class:`MaskRCNN` in ``"stages"``
+    mode sharing ``model``'s layers), with BatchNorm in inference mode; its ``detections`` and
+    ``masks`` equal the inference model's outputs.
+
     Taught in notebooks/09_mask_rcnn.
     """
-    return model.stages(batch)
+    stage_model = model if model.mode == "stages" else _STAGE_MODELS.get(model)
+    if stage_model is None:
+        stage_model = MaskRCNN(model.config, mode="stages", shared=model, verbose=False)
+        _STAGE_MODELS[model] = stage_model
+    batch = {k: np.asarray(v) for k, v in batch.items()}
+    return _to_numpy(stage_model.predict_on_batch(batch))
 
 
 def parameter_counts(model: MaskRCNN) -> dict[str, int]:

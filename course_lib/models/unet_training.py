@@ -23,12 +23,20 @@ the training engine (``course_lib.training``) can reuse them:
   (mirrored) image at once, as the reference that tiling should reproduce.
 - :func:`dsb_score`: the Data Science Bowl score of a model on whole validation images.
 
-Why the quick recipe looks the way it does (measured, see the notebook): a Normalization
-layer instead of raw 0..255 pixels, batch normalisation after each convolution, Adam at
-2e-3 and the classifier's bias initialised to the log-odds of the foreground share (so the
-first steps do not spend themselves pushing every pixel to "background"). With these the
-DSB score after training varies little across seeds, TensorFlow releases and JAX; with raw
-Adam at 5e-3 and no batch norm it sometimes collapsed to all-background.
+Why the quick recipe looks the way it does. The earlier recipe (Adam at 5e-3, 12 epochs of
+5 batches, nucleus and background pixels weighted alike) separated nuclei from background
+well but was slow to push the nucleus probability past 0.5, the threshold the instances are
+cut at: whether it got there in 60 steps depended on the seed and on the TensorFlow release
+(DSB 0.33 with seed 0, 0.01 with seed 1, on the synthetic set under TensorFlow 2.20). Measured
+on that set (scripts in the course notes), the quick recipe now:
+
+- weights nucleus pixels 3 (``foreground_weight``; the background keeps ``w_c = 1`` plus the
+  border term), a partial class balance: nuclei are about a fifth of the training pixels, and
+  without it the probability on them stalled near 0.3 for some seeds;
+- trains 20 epochs (100 steps on the synthetic set) at Adam 2e-3, from a classifier bias at
+  the log-odds of a 30 % foreground share;
+- leaves batch normalisation out: with so few steps its moving statistics, used at
+  inference, lag the training batches' (a run with it and momentum 0.9 still failed a seed).
 """
 
 from __future__ import annotations
@@ -79,9 +87,9 @@ class UNetRecipe:
     tile_size: int = 128
     base_filters: int = 8
     depth: int = 3
-    batch_norm: bool = True
+    batch_norm: bool = False
     batch_size: int = 4
-    epochs: int = 10
+    epochs: int = 20
     steps_per_epoch: int | None = 8
     learning_rate: float = 2e-3
     w0: float = 10.0
@@ -91,7 +99,7 @@ class UNetRecipe:
     norm_batches: int = 4
     prior_foreground: float | None = 0.3
     bn_momentum: float = 0.9
-    foreground_weight: float = 1.0
+    foreground_weight: float = 3.0
 
     def __post_init__(self):
         if self.tile_size % 2 ** self.depth:
@@ -123,7 +131,7 @@ def recipe_for_mode(mode: str | None = None, **overrides) -> UNetRecipe:
         s = config.FULL
         base = UNetRecipe(tile_size=256, base_filters=32, depth=4, batch_size=s.batch_size,
                           epochs=s.epochs, steps_per_epoch=None, learning_rate=1e-3,
-                          margin=32)
+                          margin=32, batch_norm=True, bn_momentum=0.99)
     else:
         raise ValueError(f"mode={mode!r}: use 'quick' or 'full'")
     return dataclasses.replace(base, **overrides)

@@ -49,6 +49,8 @@ def draw_feature_grid(ax, features, stride: float, cmap: str = "gray") -> plt.Ax
         ax.axvline(c * stride, color="white", lw=0.4, alpha=0.5)
     ax.set_xlim(0, w * stride)
     ax.set_ylim(h * stride, 0)
+    ax.set_xlabel("x (image px)")
+    ax.set_ylabel("y (image px)")
     return ax
 
 
@@ -135,6 +137,85 @@ def draw_sample_grids(features, box, output_size=(2, 2), stride: float = 16.0,
     return fig
 
 
+def draw_axis_samples(ax, positions: dict, box_edges, stride: float, n_cells: int) -> None:
+    """Where different methods read the map along one axis, in image pixels.
+
+    Args:
+        ax: where to draw.
+        positions: method name -> 1-D array of sample positions in image pixels (one row of
+            markers per method, top to bottom in the order given).
+        box_edges: ``(start, end)`` of the box along this axis, in image pixels (drawn as a
+            yellow span).
+        stride: image pixels per feature cell; cell centres are drawn as grey ticks.
+        n_cells: feature cells along the axis.
+
+    Taught in notebooks/07_roi_pool_vs_roi_align.
+    """
+    ax.axvspan(box_edges[0], box_edges[1], color="gold", alpha=0.25, label="box")
+    for c in range(n_cells + 1):
+        ax.axvline(c * stride, color="0.8", lw=0.6)
+    centres = (np.arange(n_cells) + 0.5) * stride
+    ax.plot(centres, np.full(n_cells, len(positions)), "|", color="0.4", ms=12,
+            label="feature cell centres")
+    markers = ["o", "s", "^", "D", "v"]
+    for row, (name, pos) in enumerate(positions.items()):
+        y = len(positions) - 1 - row
+        ax.plot(np.asarray(pos, float), np.full(len(pos), y), markers[row % len(markers)],
+                ms=5, linestyle="none", label=name)
+    ax.set_yticks(range(len(positions) + 1),
+                  [*reversed(list(positions)), "cell centres"], fontsize=8)
+    ax.set_ylim(-0.7, len(positions) + 0.7)
+    ax.set_xlabel("x (image px)")
+    ax.set_xlim(box_edges[0] - stride, box_edges[1] + stride)
+
+
+def draw_crops_beside_boxes(image, boxes, crops, levels, fig=None, per_row: int = 3):
+    """Each box on the image (zoomed, with a margin) beside the crop pooled for it.
+
+    Args:
+        image: ``H×W`` grey image the boxes live in (pixel edges).
+        boxes: ``(N, 4)`` in image pixels; crops: ``(N, h, w)`` or ``(N, h, w, C)`` (channel 0
+            shown); levels: ``(N,)`` pyramid level of each box.
+        fig: figure to draw into (default: a new one); per_row: box/crop pairs per row.
+
+    Returns:
+        the figure.
+
+    Taught in notebooks/07_roi_pool_vs_roi_align.
+    """
+    boxes = np.asarray(boxes, float)
+    crops = np.asarray(crops, float)
+    crops = crops[..., 0] if crops.ndim == 4 else crops
+    n = len(boxes)
+    rows = int(np.ceil(n / per_row))
+    if fig is None:
+        fig = plt.figure(figsize=(4.2 * per_row, 2.3 * rows))
+    axes = fig.subplots(rows, 2 * per_row, squeeze=False)
+    lo, hi = float(np.min(image)), float(np.max(image))
+    for k in range(rows * per_row):
+        ax_img, ax_crop = axes[k // per_row, 2 * (k % per_row)], axes[k // per_row, 2 * (k % per_row) + 1]
+        if k >= n:
+            ax_img.set_axis_off(), ax_crop.set_axis_off()
+            continue
+        y1, x1, y2, x2 = boxes[k]
+        margin = 0.25 * max(y2 - y1, x2 - x1)
+        ax_img.imshow(image, cmap="gray", vmin=lo, vmax=hi)
+        _draw_box(ax_img, (y1 - 0.5, x1 - 0.5, y2 - 0.5, x2 - 0.5), lw=1.5)
+        ax_img.set_xlim(x1 - margin, x2 + margin)
+        ax_img.set_ylim(y2 + margin, y1 - margin)
+        ax_img.set_title(f"box {k}: {y2 - y1:.0f}×{x2 - x1:.0f} px", fontsize=8)
+        ax_img.set_xlabel("x (px)", fontsize=7)
+        ax_img.set_ylabel("y (px)", fontsize=7)
+        ax_img.tick_params(labelsize=6)
+        ax_crop.imshow(crops[k], cmap="gray", vmin=lo, vmax=hi)
+        ax_crop.set_title(f"pooled from P{int(levels[k])}", fontsize=8)
+        ax_crop.set_xlabel("bin", fontsize=7)
+        ax_crop.set_ylabel("bin", fontsize=7)
+        ax_crop.tick_params(labelsize=6)
+    fig.tight_layout()
+    return fig
+
+
 def roi_explorer_state(features, box, stride: float = 16.0, output_size=7,
                        sampling_ratio: int = 2, aligned: bool = True, shift_y: float = 0.0,
                        shift_x: float = 0.0, scale: float = 1.0) -> dict:
@@ -190,7 +271,8 @@ def draw_roi_explorer(features, box, stride: float = 16.0, output_size=7,
     axes[3].imshow(state["align"][..., 0], cmap="gray", vmin=lo, vmax=hi)
     axes[3].set_title(f"RoIAlign out (Δ {state['align_change']:.3f})")
     for ax in axes[2:]:
-        ax.set_axis_off()
+        ax.set_xlabel("output bin (column)")
+        ax.set_ylabel("output bin (row)")
     fig.tight_layout()
     state["figure"] = fig
     print(f"box {np.round(state['box'], 2)}: largest change from the unmoved box — "

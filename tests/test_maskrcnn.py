@@ -1,0 +1,189 @@
+"""The assembled Mask R-CNN (course_lib.models.maskrcnn): configs, building, a training step,
+the stages, no gradient from the heads into the RPN deltas, saving, weight transfer, detect,
+another backend, and an overfit test."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from maskrcnn_fixtures import blob_batch, tiny_config
+from other_backends import OTHER_BACKENDS, run_under_backend
+
+from course_lib import losses as L
+from course_lib.models import maskrcnn as M
+from course_lib.ops import anchors as A
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    keras.utils.set_random_seed(0)
+    cfg = tiny_config()
+    training, inference = M.build_models(cfg, verbose=False)
+    batch, _ = blob_batch(cfg)
+    return cfg, training, inference, batch
+
+
+def test_presets_follow_the_mode(monkeypatch):
+    monkeypatch.setenv("COURSE_MODE", "quick")
+    quick = M.nuclei_config()
+    assert quick.image_size == 128 and quick.backbone == "light"
+    assert quick.anchor_scales == (8, 16, 32, 64, 128) and quick.num_classes == 2
+    monkeypatch.setenv("COURSE_MODE", "full")
+    full = M.nuclei_config()
+    assert full.image_size == 512 and full.backbone == "resnet50" and full.max_instances == 400
+    assert full.rois_per_image == 512 and full.roi_positive_fraction == 0.25
+    voc = M.voc_config()
+    assert voc.num_classes == 21 and voc.class_names[15] == "person"
+    assert voc.anchor_scales == (32, 64, 128, 256, 512)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        voc.image_size = 256
+    assert dataclasses.replace(voc, image_size=256).image_size == 256
+    with pytest.raises(ValueError, match="multiple of 64"):
+        M.nuclei_config(image_size=100)
+    assert M.MaskRCNNConfig.from_dict(voc.to_dict()) == voc
+
+
+def test_backbone_initialisation_is_announced(capsys):
+    M.build_models(tiny_config(), verbose=True)
+    assert "random initialisation" in capsys.readouterr().out
+
+
+def test_training_step_reports_each_loss(tiny):
+    cfg, training, inference, batch = tiny
+    training.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = training.fit(x=batch, epochs=2, verbose=0)
+    for name in (*L.LOSS_NAMES, "loss"):
+        assert name in history.history and np.all(np.isfinite(history.history[name]))
+    # the total is the sum of the five
+    last = {k: v[-1] for k, v in history.history.items()}
+    assert last["loss"] == pytest.approx(sum(last[n] for n in L.LOSS_NAMES), rel=1e-4)
+    with pytest.raises(ValueError, match="training"):
+        inference.compute_loss(y_pred={"boxes": 0})
+
+
+def test_stages_tell_the_story(tiny):
+    cfg, training, inference, batch = tiny
+    st = M.run_stages(inference, batch)
+    for name in M.STAGE_NAMES:
+        assert name in st, name
+    np.testing.assert_allclose(st["anchors"], A.pyramid_anchors((64, 64), cfg.anchor_scales,
+                                                                 cfg.anchor_ratios, cfg.strides))
+    assert st["rpn_scores"].shape == (2, len(st["anchors"]))
+    assert st["proposals"].shape == (2, cfg.rpn_post_nms_top_n_test, 4)
+    # proposals stay inside each image's window (the pipeline padded 96x120 to a square)
+    for i in range(2):
+        y1, x1, y2, x2 = batch["image_meta"][i, 2:6]
+        p = st["proposals"][i][st["proposal_valid"][i]]
+        assert p[:, 0].min() >= y1 - 1e-4 and p[:, 2].max() <= y2 + 1e-4
+        assert p[:, 1].min() >= x1 - 1e-4 and p[:, 3].max() <= x2 + 1e-4
+    assert st["masks"].shape == (2, cfg.detections_per_image, 28, 28)
+    # training targets and losses come along when the batch has ground truth
+    assert set(L.LOSS_NAMES) <= set(st["losses"])
+    assert st["mask_targets"].shape == (2, cfg.positive_rois, 28, 28)
+    assert st["roi_positive"].any()
+    # the stage detections are the inference model's detections
+    out = inference.predict_on_batch({"images": batch["images"],
+                                      "image_meta": batch["image_meta"]})
+    np.testing.assert_allclose(out["boxes"], st["detections"], atol=1e-4)
+    np.testing.assert_allclose(out["masks"], st["masks"], atol=1e-5)
+
+
+def test_head_losses_send_no_gradient_to_the_rpn_deltas(tiny):
+    cfg, training, inference, batch = tiny
+    x = {k: tf.constant(v) for k, v in batch.items()}
+    with tf.GradientTape(persistent=True) as tape:
+        features = training._features(x["images"], True)
+        pyramid, anchors, logits, deltas = features
+        tape.watch(deltas)
+        tape.watch(logits)
+        losses = training._training_pass(x, True, features=(pyramid, anchors, logits, deltas))
+        heads = losses["class_loss"] + losses["box_loss"] + losses["mask_loss"]
+    for wrt in (deltas, logits):
+        g = tape.gradient(heads, wrt)
+        assert g is None or float(tf.reduce_max(tf.abs(g))) == 0.0
+    # the RPN's own box loss does reach them (so the check above can fail)
+    g = tape.gradient(losses["rpn_box_loss"], deltas)
+    assert g is not None and float(tf.reduce_max(tf.abs(g))) > 0
+
+
+def test_save_and_load_keras_format_safe_mode(tiny, tmp_path):
+    cfg, training, inference, batch = tiny
+    x = {"images": batch["images"], "image_meta": batch["image_meta"]}
+    path = tmp_path / "maskrcnn.keras"
+    inference.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(loaded, M.MaskRCNN) and loaded.mode == "inference"
+    assert loaded.config == cfg
+    a, b = inference.predict_on_batch(x), loaded.predict_on_batch(x)
+    for key in ("boxes", "scores", "masks"):
+        np.testing.assert_allclose(a[key], b[key], atol=1e-5)
+
+
+def test_weights_move_between_training_and_inference_models(tiny, tmp_path):
+    cfg, training, inference, batch = tiny
+    x = {"images": batch["images"], "image_meta": batch["image_meta"]}
+    path = tmp_path / "w.weights.h5"
+    training.save_weights(path)
+    keras.utils.set_random_seed(123)
+    _, other = M.build_models(cfg, verbose=False)
+    before = other.predict_on_batch(x)["scores"]
+    other.load_weights(path)
+    after, want = other.predict_on_batch(x)["scores"], inference.predict_on_batch(x)["scores"]
+    np.testing.assert_allclose(after, want, atol=1e-5)
+    assert not np.allclose(before, want)
+
+
+def test_detect_handles_any_image_size(tiny):
+    cfg, training, inference, batch = tiny
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (50, 70, 3), dtype=np.uint8),
+              rng.integers(0, 255, (90, 40), dtype=np.uint8),          # grey
+              rng.integers(0, 255, (64, 64, 4), dtype=np.uint8)]        # RGBA
+    results = M.detect(inference, images)
+    assert len(results) == 3
+    for image, r in zip(images, results, strict=True):
+        n = len(r["scores"])
+        assert r["boxes"].shape == (n, 4) and r["class_ids"].shape == (n,)
+        assert r["masks"].shape == image.shape[:2] + (n,) and r["masks"].dtype == bool
+        assert np.all(r["boxes"] >= 0)
+        assert np.all(r["boxes"][:, 2] <= image.shape[0]) and np.all(r["boxes"][:, 3] <= image.shape[1])
+        assert np.all(np.diff(r["scores"]) <= 0)
+    with pytest.raises(ValueError, match="inference"):
+        M.detect(training, images)
+
+
+@pytest.mark.slow
+def test_train_step_compiles_with_xla(tiny):
+    cfg = tiny_config(rpn_post_nms_top_n_train=50, rois_per_image=16)
+    training, _ = M.build_models(cfg, verbose=False)
+    batch, _ = blob_batch(cfg)
+    training.compile(optimizer=keras.optimizers.SGD(1e-3), jit_compile=True)
+    logs = training.train_on_batch(batch, return_dict=True)
+    assert all(np.isfinite(logs[n]) for n in L.LOSS_NAMES)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("jax" not in OTHER_BACKENDS, reason="jax is not installed")
+def test_builds_and_trains_under_jax():
+    out = run_under_backend("jax", """
+import sys
+sys.path.insert(0, "tests")
+import numpy as np, keras
+from maskrcnn_fixtures import blob_batch, tiny_config
+from course_lib.models import maskrcnn as M
+cfg = tiny_config(rpn_post_nms_top_n_train=50, rois_per_image=16)
+training, inference = M.build_models(cfg, verbose=False)
+batch, _ = blob_batch(cfg)
+training.compile(optimizer=keras.optimizers.SGD(1e-3), jit_compile=True)
+logs = training.train_on_batch(batch, return_dict=True)
+assert all(np.isfinite(logs[n]) for n in ("rpn_class_loss", "rpn_box_loss", "class_loss",
+                                           "box_loss", "mask_loss")), logs
+out = inference.predict_on_batch({"images": batch["images"], "image_meta": batch["image_meta"]})
+assert out["masks"].shape == (2, cfg.detections_per_image, 28, 28)
+print("ok", keras.backend.backend())
+""")
+    assert "ok jax" in out
