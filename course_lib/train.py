@@ -71,8 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "dynamic loss scaling")
     p.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
                    help="XLA compilation (auto: on for GPUs and JAX, off for TF on CPU)")
+    p.add_argument("--devices", default=None, metavar="LIST",
+                   help="comma-separated devices to train on in data parallel, e.g. "
+                        "/gpu:0,/gpu:1 (TensorFlow) or cuda:0,cuda:1 (JAX); default: every "
+                        "visible GPU (one device: no distribution). The batch size is the "
+                        "global batch, split between the devices")
     p.add_argument("--evaluate", action="store_true",
                    help="after training, score the validation split (DSB score for nuclei)")
+    p.add_argument("--predict", type=Path, default=None, metavar="FOLDER",
+                   help="after training, predict every image in FOLDER (image files or DSB "
+                        "sample folders): label PNGs, a Kaggle submission CSV (nuclei) and "
+                        "COCO results json under RUN_DIR/predictions")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
     return p
 
@@ -97,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         NonFiniteLossError,
         RunFolderError,
         apply_precision,
+        data_parallel,
         train,
     )
     from course_lib.training.checkpoints import CheckpointError
@@ -126,19 +136,35 @@ def main(argv: list[str] | None = None) -> int:
         _fail(parser, str(err))
     print(f"Training {recipe.name} ({mode} mode) on {recipe.data_root}")
     try:
+        distribution = data_parallel(args.devices.split(",") if args.devices else None)
+    except (ValueError, RuntimeError, NotImplementedError) as err:
+        _fail(parser, f"--devices {args.devices}: {err}")
+    try:
         result = train(recipe.build, recipe.train_data, args.run_dir, recipe.config,
                        val_data=recipe.val_data, loss=recipe.loss, model_name=recipe.name,
-                       resume=True if args.resume else "auto")
+                       resume=True if args.resume else "auto", distribution=distribution)
     except (RunFolderError, CheckpointError) as err:
         _fail(parser, str(err))
     except NonFiniteLossError as err:
         print(f"{parser.prog}: stopped: {err}", file=sys.stderr)
         return 3
-    if args.evaluate and recipe.predictor is not None and args.preset == "nuclei":
+    if args.evaluate and args.preset == "nuclei":
         from course_lib.training.evaluate import evaluate_dsb, folder_samples
 
         score = evaluate_dsb(recipe.predictor(result.model), folder_samples(recipe.val_samples))
         print(f"DSB score on {len(recipe.val_samples)} validation images: {score['score']:.4f}")
+    if args.predict is not None:
+        from course_lib.training.evaluate import predict_folder
+
+        out = args.run_dir / "predictions"
+        try:
+            preds = predict_folder(
+                recipe.predictor(result.model), args.predict, out / "labels",
+                submission=out / "submission.csv" if args.preset == "nuclei" else None,
+                coco_results=out / "coco_results.json")
+        except FileNotFoundError as err:
+            _fail(parser, str(err))
+        print(f"Predictions for {len(preds)} images: {out}")
     return 0
 
 

@@ -187,3 +187,40 @@ assert out["masks"].shape == (2, cfg.detections_per_image, 28, 28)
 print("ok", keras.backend.backend())
 """)
     assert "ok jax" in out
+
+
+def _best_mask_iou(gt_masks, pred_masks):
+    """Per gt instance, its best IoU with any predicted mask (0 when there is none)."""
+    best = np.zeros(gt_masks.shape[-1])
+    for k in range(gt_masks.shape[-1]):
+        for j in range(pred_masks.shape[-1]):
+            inter = (gt_masks[..., k] & pred_masks[..., j]).sum()
+            union = (gt_masks[..., k] | pred_masks[..., j]).sum()
+            best[k] = max(best[k], inter / max(union, 1))
+    return best
+
+
+@pytest.mark.slow
+def test_overfits_one_batch_and_then_finds_its_objects():
+    # Two 96x120 images with four bright ellipses each, padded to 64 px squares (objects ~6-12
+    # px after resizing). Seeds fixed; Adam 3e-3. Measured at the time of writing: total loss
+    # 3.15 -> 0.26 in 150 steps, every object found with mask IoU 0.80-0.93.
+    keras.utils.set_random_seed(0)
+    cfg = tiny_config()
+    training, inference = M.build_models(cfg, verbose=False)
+    batch, provider = blob_batch(cfg)
+    training.compile(optimizer=keras.optimizers.Adam(3e-3))
+    first = training.train_on_batch(batch, return_dict=True)["loss"]
+    recent = []
+    for _ in range(150):
+        recent.append(training.train_on_batch(batch, return_dict=True)["loss"])
+    final = float(np.mean(recent[-10:]))
+    assert final < 0.25 * first, (first, final)   # below a quarter of the start in 150 steps
+    results = M.detect(inference, [provider.load(i)[0] for i in range(2)])
+    for i, r in enumerate(results):
+        gt = provider.load(i)[1]
+        confident = r["scores"] >= 0.5
+        ious = _best_mask_iou(gt, r["masks"][..., confident])
+        assert ious.min() >= 0.6, ious                        # every object found, well masked
+        assert confident.sum() <= gt.shape[-1] + 1             # and little else
+        assert np.all(r["class_ids"][confident] == 1)

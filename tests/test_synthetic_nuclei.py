@@ -185,3 +185,23 @@ def test_statistics_match_real(real_dsb):
     for q, tol in ((50, 1.6), (5, 2.0), (95, 2.0)):
         ratio = np.percentile(s_area, q) / np.percentile(r_area, q)
         assert 1 / tol < ratio < tol, (q, ratio)
+
+
+def test_completion_marker_records_what_the_set_was_made_for(small_set, monkeypatch):
+    from course_lib.data.marker import read_marker
+
+    root, _ = small_set
+    marker = read_marker(root / "stage1_train")
+    assert {k: marker[k] for k in ("generator", "n_images", "seed", "size")} == \
+        {"generator": "make_nuclei", "n_images": 12, "seed": 3, "size": 96}
+    assert marker["mode"] in ("quick", "full")
+    # an interrupted rewrite is not complete: the marker goes first and comes back last
+    from course_lib.data import synthetic
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic.nuclei, "write_sample", boom)
+    with pytest.raises(KeyboardInterrupt):
+        make_nuclei(root, 12, seed=3, size=96)
+    assert read_marker(root / "stage1_train") is None

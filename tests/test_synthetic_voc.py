@@ -95,3 +95,13 @@ def test_default_sizes_are_voc_like_and_later_objects_cover_earlier(tmp_path):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="n_images"):
         make_voc("/tmp/never", 0)
+
+
+def test_completion_marker_written_last(small_voc):
+    from course_lib.data.marker import COMPLETE_MARKER, read_marker
+
+    marker = read_marker(small_voc)
+    assert {k: marker[k] for k in ("generator", "n_images", "seed", "size")} == \
+        {"generator": "make_voc", "n_images": 6, "seed": 3, "size": 96}
+    newest = max(p.stat().st_mtime_ns for p in small_voc.rglob("*") if p.is_file())
+    assert (small_voc / COMPLETE_MARKER).stat().st_mtime_ns == newest

@@ -38,7 +38,7 @@ def test_help_explains_every_option(capsys):
     assert code == 0
     for option in ("PRESET", "--model", "--mode", "--run-dir", "--data", "--resume",
                    "--epochs", "--steps-per-epoch", "--checkpoint-every", "--workers",
-                   "--precision", "--jit", "--evaluate"):
+                   "--precision", "--jit", "--devices", "--evaluate", "--predict"):
         assert option in out, option
     assert "resumes" in out and "exit codes" in out
 
@@ -76,9 +76,15 @@ def test_end_to_end_quick_unet_loss_falls_and_resume(nuclei, tmp_path, capsys):
         losses = [float(row["loss"]) for row in csv.DictReader(f)]
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert (run / "final.weights.h5").is_file()
-    # the same command again: the run is found, finished, nothing is trained
-    code, out, _ = run_cli(args, capsys)
-    assert code == 0 and "already finished" in out
+    # the same command again: the run is found, finished, nothing is trained; --predict
+    # then writes one label PNG per image, a submission and COCO results
+    code, out, err = run_cli(args + ["--predict", nuclei / "stage1_train"], capsys)
+    assert code == 0 and "already finished" in out, err
+    pred = run / "predictions"
+    names = sorted(p.stem for p in (pred / "labels").glob("*.png"))
+    assert names == sorted(p.name for p in (nuclei / "stage1_train").iterdir())
+    assert (pred / "submission.csv").read_text().startswith("ImageId,EncodedPixels")
+    assert (pred / "coco_results.json").is_file()
     # a different model in the same folder is refused in one line
     code, _, err = run_cli(["nuclei", "--model", "maskrcnn", "--data", nuclei, "--run-dir", run],
                            capsys)

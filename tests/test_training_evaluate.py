@@ -75,3 +75,47 @@ def test_image_files_finds_plain_images_and_refuses_empty(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no images"):
         image_files(tmp_path / "empty")
+
+
+class _TwoImages:
+    """A provider of two 32×32 images: two squares of class 1 and 2, and one of class 2."""
+
+    def __init__(self):
+        a = np.zeros((32, 32, 2), bool)
+        a[2:10, 2:10, 0] = True
+        a[15:30, 12:28, 1] = True
+        b = np.zeros((32, 32, 1), bool)
+        b[5:20, 5:25, 0] = True
+        self.items = [(a, np.array([1, 2])), (b, np.array([2]))]
+
+    def __len__(self):
+        return 2
+
+    def load(self, i):
+        masks, ids = self.items[i]
+        return np.full((32, 32, 3), i, np.uint8), masks, ids
+
+
+def test_coco_ap_of_oracles():
+    from course_lib.training.evaluate import evaluate_coco
+
+    provider = _TwoImages()
+
+    def oracle(image):
+        masks, ids = provider.items[int(image[0, 0, 0])]
+        return {"masks": masks, "class_ids": ids, "scores": np.ones(len(ids))}
+
+    def nothing(image):
+        return {"masks": np.zeros((32, 32, 0), bool), "class_ids": [], "scores": []}
+
+    def wrong_class(image):
+        masks, ids = provider.items[int(image[0, 0, 0])]
+        return {"masks": masks, "class_ids": 3 - ids, "scores": np.ones(len(ids))}
+
+    perfect = evaluate_coco(oracle, provider, ["bg", "a", "b"], progress=False)
+    assert perfect["segm"]["AP"] == pytest.approx(1.0) and perfect["bbox"]["AP"] == pytest.approx(1.0)
+    assert evaluate_coco(nothing, provider, progress=False)["segm"]["AP"] == 0.0
+    # class 1's only object is called 2 and vice versa: class 1 has no true positive (AP 0),
+    # class 2 finds one of its two objects at precision 1/2 … AP is below 1/2
+    swapped = evaluate_coco(wrong_class, provider, progress=False)["segm"]["AP"]
+    assert 0.0 < swapped < 0.5

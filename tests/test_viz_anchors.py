@@ -148,3 +148,13 @@ def test_explorer_shows_printed_text_and_a_failing_render_traceback():
     texts = [o["text"] for o in w.output.outputs]
     assert texts[0] == "n is 2\n" and "ValueError: bad n" in texts[1]
     assert w.renders == 1                                          # only successful renders
+
+
+def test_anchor_pictures_label_their_axes():
+    fig, axes = plt.subplots(1, 2)
+    V.draw_anchors(axes[0], level_anchors((64, 64), 16, (1.0,), 8), image=IMAGE)
+    boxes, scores = _scene()
+    V.draw_nms(axes[1], boxes, scores, nms(boxes, scores, 0.5), image=IMAGE)
+    assert all(ax.get_xlabel() == "x (image px)" and ax.get_ylabel() == "y (image px)"
+               for ax in axes)
+    plt.close(fig)

@@ -32,7 +32,6 @@ from course_lib.layers.sampler import gather_rows, positive_slots, sample_np, sa
 from course_lib.ops import boxes as box_ops
 from course_lib.ops import roi as roi_ops
 
-
 # ------------------------------------------------------------------------------ mask targets
 
 def mask_targets_np(gt_masks, frames, rois, gt_index, mask_shape=(28, 28),

@@ -428,8 +428,9 @@ def train(model: keras.Model | Callable[[], keras.Model], train_data, run_dir: s
             policy = apply_precision(config.mixed_precision)
             model = model()
         _ensure_built(model, train_data)
-        if distribution.engine == "MirroredStrategy":
-            _scale_own_loss_for_replicas(model, distribution.replicas)
+        if keras.backend.backend() == "tensorflow" and distribution.handle is not None:
+            # any tf.distribute strategy (Mirrored, MultiWorkerMirrored) sums replica gradients
+            _scale_own_loss_for_replicas(model, distribution.handle.num_replicas_in_sync)
         name = model_name or model.name
         _check_run_folder(run_dir, model, name, config, resume)
         return _run(model, train_data, run_dir, config, val_data, loss, metrics,

@@ -164,3 +164,63 @@ def predict_folder(predict: Predictor, folder: str | Path, out_dir: str | Path,
         coco_results.with_suffix(".image_ids.json").write_text(
             json.dumps({i: n for n, i in enumerate(ids, start=1)}, indent=1))
     return predictions
+
+
+def _coco_entries(masks: np.ndarray, class_ids, image_id: int) -> list[dict]:
+    """COCO dicts (segmentation RLE, bbox x-y-w-h, area, category) of one image's masks."""
+    from pycocotools import mask as mask_utils
+
+    from course_lib.ops.masks import coco_rle_encode
+
+    masks = np.asarray(masks, bool)
+    if masks.ndim == 2:
+        masks = masks[..., None]
+    rles = coco_rle_encode(masks) if masks.shape[-1] else []
+    out = []
+    for k, rle in enumerate(rles):
+        coded = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+        out.append({"image_id": int(image_id), "category_id": int(class_ids[k]),
+                    "segmentation": rle, "area": float(mask_utils.area(coded)),
+                    "bbox": [float(v) for v in mask_utils.toBbox(coded)]})
+    return out
+
+
+def evaluate_coco(detect: Callable[[np.ndarray], dict], provider, class_names=None,
+                  progress: bool = True) -> dict:
+    """COCO box and mask AP of ``detect`` over a sample provider, through pycocotools.
+
+    Args:
+        detect: image -> ``{"masks": H×W×N bool, "class_ids": (N,), "scores": (N,)}`` (what
+            :func:`course_lib.models.maskrcnn.detect` returns for one image).
+        provider: sample provider (``len``, ``load(i) -> (image, masks, class_ids)``).
+        class_names: names by class id (``[0]`` is the background), for the category list.
+        progress: show a progress bar.
+
+    Returns:
+        ``{"segm": {...}, "bbox": {...}}``, each the twelve COCO numbers of
+        :func:`course_lib.metrics.coco_evaluate` (``AP``, ``AP50``, ...).
+
+    Taught in notebooks/12_train_voc.
+    """
+    from course_lib.metrics import coco_evaluate
+
+    images, annotations, detections = [], [], []
+    categories = set()
+    for i in tqdm(range(len(provider)), desc="COCO eval", unit="image", disable=not progress):
+        image, masks, class_ids = provider.load(i)
+        image_id = i + 1
+        images.append({"id": image_id, "height": int(image.shape[0]),
+                       "width": int(image.shape[1]), "file_name": f"{image_id}.png"})
+        for entry in _coco_entries(masks, class_ids, image_id):
+            annotations.append({**entry, "id": len(annotations) + 1, "iscrowd": 0})
+        categories.update(int(c) for c in class_ids)
+        found = detect(image)
+        for entry, score in zip(_coco_entries(found["masks"], found["class_ids"], image_id),
+                                found["scores"], strict=True):
+            detections.append({**entry, "score": float(score)})
+            categories.add(entry["category_id"])
+    names = list(class_names or [])
+    cats = [{"id": c, "name": names[c] if c < len(names) else str(c)} for c in sorted(categories)]
+    gt = {"images": images, "annotations": annotations, "categories": cats}
+    return {"segm": coco_evaluate(gt, detections, "segm"),
+            "bbox": coco_evaluate(gt, detections, "bbox")}

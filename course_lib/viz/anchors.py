@@ -41,8 +41,8 @@ def _show(ax, image, shape):
     else:
         ax.set_xlim(-0.5, shape[1] - 0.5)
         ax.set_ylim(shape[0] - 0.5, -0.5)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set_xlabel("x (image px)")
+    ax.set_ylabel("y (image px)")
 
 
 def outline_boxes(ax: plt.Axes, boxes: np.ndarray, color, linewidth: float = 0.6,

@@ -1,0 +1,132 @@
+"""Benchmark: images/s and peak memory of one Mask R-CNN training step on the CPU.
+
+Run: ``python bench/bench_maskrcnn_step.py [--size 512] [--batch 2] [--instances 40]
+[--steps 3] [--jit]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set unless already given).
+
+Settings as the issue fixes them for the comparison with torchvision's and TensorFlow Model
+Garden's Mask R-CNN: ResNet-50-FPN, 512×512, batch 2, 2 classes, random initialisation,
+~40 instances per image, the paper's sampling (256 anchors, 2000 proposals, 512 RoIs with 25 %
+positive). The reference measured on this machine for both peers at these settings is about
+0.21 images/s (9.2–9.5 s per step on 2 cores): :data:`PEER_IMAGES_PER_S`. In the same run the
+script also times a train step of the ResNet-50-FPN alone (a dummy loss on P2–P6), so
+``(full step) / (backbone step)`` shows what the RPN, targets, RoIAlign and heads add.
+
+Reports: median seconds per step after the first (compiling) step, images/s, the ratio to the
+peers' 0.21 images/s, and the peak resident memory of the process (``ru_maxrss``; TensorFlow
+included) before and after the steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import time
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from course_lib.models import maskrcnn as M  # noqa: E402
+from course_lib.ops.masks import masks_to_boxes, minimize_masks  # noqa: E402
+
+#: torchvision and TF Model Garden Mask R-CNN, ResNet-50-FPN 512², batch 2, on this machine.
+PEER_IMAGES_PER_S = 0.21
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic_batch(cfg: M.MaskRCNNConfig, batch: int, instances: int, seed: int = 0) -> dict:
+    """Random ellipses (``instances`` per image, 8–60 px) as a MaskRCNNDataset-style batch."""
+    rng = np.random.default_rng(seed)
+    s, g = cfg.image_size, cfg.max_instances
+    yy, xx = np.mgrid[:s, :s] + 0.5
+    out = {"images": np.zeros((batch, s, s, 3), "float32"),
+           "image_meta": np.tile(np.array([[s, s, 0, 0, s, s, 1.0]], "float32"), (batch, 1)),
+           "gt_boxes": np.zeros((batch, g, 4), "float32"),
+           "gt_class_ids": np.zeros((batch, g), "int32"),
+           "gt_masks": np.zeros((batch, *cfg.mini_mask_shape, g), "float32"),
+           "gt_count": np.full(batch, instances, "int32")}
+    for b in range(batch):
+        masks = []
+        for _ in range(instances):
+            cy, cx = rng.uniform(30, s - 30, 2)
+            ry, rx = rng.uniform(4, 30, 2)
+            masks.append(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1)
+        masks = np.stack(masks, -1)
+        boxes = masks_to_boxes(masks)
+        out["images"][b] = rng.uniform(0, 60, (s, s, 3))
+        out["images"][b][masks.any(-1)] += 150
+        out["gt_boxes"][b, :instances] = boxes
+        out["gt_class_ids"][b, :instances] = 1
+        out["gt_masks"][b, ..., :instances] = minimize_masks(masks, boxes, cfg.mini_mask_shape)
+    return out
+
+
+def time_steps(step, steps: int) -> tuple[float, list[float]]:
+    t0 = time.perf_counter()
+    step()
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return first, times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--instances", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--jit", action="store_true", help="compile the step with XLA")
+    parser.add_argument("--skip-backbone-reference", action="store_true")
+    args = parser.parse_args()
+
+    cfg = M.MaskRCNNConfig(image_size=args.size, num_classes=2, backbone=args.backbone,
+                           pretrained=False, max_instances=max(64, args.instances))
+    keras.utils.set_random_seed(0)
+    rss0 = peak_rss_mib()
+    training, _ = M.build_models(cfg, verbose=False)
+    batch = synthetic_batch(cfg, args.batch, args.instances)
+    training.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=args.jit)
+    rss_built = peak_rss_mib()
+    first, times = time_steps(lambda: training.train_on_batch(batch), args.steps)
+    rss_trained = peak_rss_mib()
+    step = statistics.median(times)
+    ips = args.batch / step
+    print(f"backend {keras.backend.backend()}, {cfg.backbone}-FPN {args.size}², batch "
+          f"{args.batch}, {args.instances} instances/image, jit={args.jit}, "
+          f"{training.count_params():,} parameters")
+    print(f"full train step: first (compile) {first:.1f} s, then {step:.2f} s/step "
+          f"(runs {', '.join(f'{t:.2f}' for t in times)}) -> {ips:.3f} images/s, "
+          f"{ips / PEER_IMAGES_PER_S:.2f}x the peers' {PEER_IMAGES_PER_S} images/s")
+    print(f"peak RSS: {rss0:.0f} MiB at start, {rss_built:.0f} built, {rss_trained:.0f} after "
+          f"training steps (+{rss_trained - rss_built:.0f} MiB for the step)")
+
+    if not args.skip_backbone_reference:
+        fpn = training.backbone
+        images = keras.Input((args.size, args.size, 3))
+        outs = fpn(training.preprocess(images))
+        ref = keras.Model(images, outs)
+        ref.compile(optimizer=keras.optimizers.SGD(0.01), loss=["mse"] * len(outs),
+                    jit_compile=args.jit)
+        targets = [np.zeros((args.batch, *o.shape[1:]), "float32") for o in outs]
+        first_b, times_b = time_steps(lambda: ref.train_on_batch(batch["images"], targets),
+                                      args.steps)
+        step_b = statistics.median(times_b)
+        print(f"backbone+FPN alone (dummy loss): {step_b:.2f} s/step (runs "
+              f"{', '.join(f'{t:.2f}' for t in times_b)}); the rest of Mask R-CNN adds "
+              f"{step - step_b:.2f} s ({step / step_b:.2f}x the backbone step)")
+
+
+if __name__ == "__main__":
+    main()
