@@ -142,13 +142,16 @@ def measure(case, policy: str, jit: bool, steps: int, warmup: int, run_root: Pat
         apply_precision(policy)
         source = CachedBatch(data[0], len(data)) if kind == "cached" else data
         timer = StepTimer()
-        cfg = TrainConfig(epochs=1, steps_per_epoch=min(steps + warmup, len(data)),
+        per_epoch = min(steps + warmup, len(data))
+        cfg = TrainConfig(epochs=-(-(steps + warmup) // per_epoch), steps_per_epoch=per_epoch,
                           optimizer="sgd", learning_rate=1e-3, mixed_precision=policy,
                           jit_compile=jit, tensorboard=False, verbose=0)
         run_dir = Path(tempfile.mkdtemp(dir=run_root))
         train(build, source, run_dir, cfg, loss=loss, callbacks=[timer],
               print_fn=lambda s: None)
-        times = np.array(timer.times[warmup:])
+        times = np.array(timer.times[warmup:warmup + steps])
+        if len(times) == 0:
+            raise RuntimeError(f"only {len(timer.times)} steps ran; lower --warmup")
         out[kind] = float(np.median(times))
     apply_precision("float32")
     out["ratio"] = out["real"] / out["cached"]

@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the data found under COURSE_DATA / data/")
     p.add_argument("--resume", action="store_true",
                    help="require an existing run in --run-dir (error if there is none)")
-    p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="override the number of epochs (all layers train throughout, no "
+                        "heads-only stage)")
     p.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
                    help="override the batches per epoch")
     p.add_argument("--learning-rate", type=float, default=None, metavar="LR",
@@ -148,11 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as err:
         print(f"{parser.prog}: stopped: {err}", file=sys.stderr)
         return 3
-    if args.evaluate and args.preset == "nuclei":
-        from course_lib.training.evaluate import evaluate_dsb, folder_samples
+    if args.evaluate:
+        from course_lib.training import evaluate as ev
 
-        score = evaluate_dsb(recipe.predictor(result.model), folder_samples(recipe.val_samples))
-        print(f"DSB score on {len(recipe.val_samples)} validation images: {score['score']:.4f}")
+        if args.preset == "nuclei":
+            samples = (ev.folder_samples(recipe.val_samples) if args.model == "unet"
+                       else ev.provider_samples(recipe.val_samples))
+            score = ev.evaluate_dsb(recipe.predictor(result.model), samples)
+            print(f"DSB score on {len(samples)} validation images: {score['score']:.4f}")
+        if recipe.detector is not None and recipe.val_samples is not None:
+            names = recipe.extra["model_config"].class_names
+            ap = ev.evaluate_coco(recipe.detector(result.model), recipe.val_samples, names)
+            print(f"COCO AP on {len(recipe.val_samples)} validation images: mask "
+                  f"{ap['segm']['AP']:.4f}, box {ap['bbox']['AP']:.4f}")
     if args.predict is not None:
         from course_lib.training.evaluate import predict_folder
 

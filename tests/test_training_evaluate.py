@@ -108,14 +108,17 @@ def test_coco_ap_of_oracles():
     def nothing(image):
         return {"masks": np.zeros((32, 32, 0), bool), "class_ids": [], "scores": []}
 
-    def wrong_class(image):
-        masks, ids = provider.items[int(image[0, 0, 0])]
-        return {"masks": masks, "class_ids": 3 - ids, "scores": np.ones(len(ids))}
+    def first_image_only(image):
+        if int(image[0, 0, 0]) == 1:
+            return nothing(image)
+        return oracle(image)
 
     perfect = evaluate_coco(oracle, provider, ["bg", "a", "b"], progress=False)
-    assert perfect["segm"]["AP"] == pytest.approx(1.0) and perfect["bbox"]["AP"] == pytest.approx(1.0)
+    assert perfect["segm"]["AP"] == pytest.approx(1.0)
+    assert perfect["bbox"]["AP"] == pytest.approx(1.0)
     assert evaluate_coco(nothing, provider, progress=False)["segm"]["AP"] == 0.0
-    # class 1's only object is called 2 and vice versa: class 1 has no true positive (AP 0),
-    # class 2 finds one of its two objects at precision 1/2 … AP is below 1/2
-    swapped = evaluate_coco(wrong_class, provider, progress=False)["segm"]["AP"]
-    assert 0.0 < swapped < 0.5
+    # class 1: its one object found (AP 1); class 2: one of two found at precision 1, so the
+    # 101-point precision curve is 1 for recall 0..0.5 (51 points) and 0 after: AP 51/101
+    half = evaluate_coco(first_image_only, provider, progress=False)
+    assert half["segm"]["AP"] == pytest.approx((1 + 51 / 101) / 2)
+    assert half["bbox"]["AP"] == pytest.approx((1 + 51 / 101) / 2)

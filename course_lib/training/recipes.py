@@ -52,6 +52,8 @@ class Recipe:
         loss: the compile loss (``None``: the model adds its own).
         predictor: ``predictor(model) -> (image H×W×3 uint8 -> labels H×W int32)``, for
             evaluation and export; ``model`` is what ``build`` returned.
+        detector: for Mask R-CNN, ``detector(model) -> (image -> detect dict)`` (masks,
+            class ids, scores), for COCO AP; ``None`` for U-Net.
         val_samples: sample folders (nuclei) or a provider of the validation split.
         data_root: where the samples were found.
         extra: anything else a caller may want (the U-Net recipe, the Mask R-CNN config).
@@ -66,6 +68,7 @@ class Recipe:
     config: TrainConfig
     loss: object = None
     predictor: Callable | None = None
+    detector: Callable | None = None
     val_samples: object = None
     data_root: Path | None = None
     extra: dict = field(default_factory=dict)
@@ -212,20 +215,24 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
         models["inference"] = inference
         return training
 
-    def predictor(model):
+    def detector(model):
         inference = models.get("inference")
         if inference is None:  # a model built elsewhere: rebuild the twin sharing its layers
             inference = maskrcnn.MaskRCNN(model.config, mode="inference", shared=model,
                                           verbose=False)
+        return lambda image: maskrcnn.detect(inference, [image])[0]
+
+    def predictor(model):
+        find = detector(model)
 
         def labels(image):
-            det = maskrcnn.detect(inference, [image])[0]
+            det = find(image)
             return _masks_to_labels_by_score(det["masks"], det["scores"])
 
         return labels
 
     return Recipe(name, build, train_ds, val_ds, cfg, loss=None, predictor=predictor,
-                  val_samples=val_provider, data_root=root,
+                  detector=detector, val_samples=val_provider, data_root=root,
                   extra={"model_config": model_config, "models": models})
 
 
