@@ -8,7 +8,10 @@ For each model and each setting of mixed precision and XLA, two short runs throu
 - *cached*: one batch made once and returned for every step (the pipeline costs nothing).
 
 It prints the median step time of each (the first ``--warmup`` steps, which compile, are left
-out), images per second, the ratio real / cached (target: a gap under 10 %), and the peak
+out), images per second, the ratio real / cached (target: a gap under 10 %), the time the
+pipeline alone needs for one batch on one thread (``batch s``: on an accelerator the loader
+threads hide it when ``batch s / workers`` is below the cached step; on a CPU the loader and
+the model share the same cores, so the gap is roughly ``batch s / cached s``), and the peak
 memory (host: maximum resident set size of the process, which only grows; GPU: the backend's
 peak counter when a GPU is visible).
 
@@ -154,6 +157,13 @@ def measure(case, policy: str, jit: bool, steps: int, warmup: int, run_root: Pat
             raise RuntimeError(f"only {len(timer.times)} steps ran; lower --warmup")
         out[kind] = float(np.median(times))
     apply_precision("float32")
+    # what one batch costs the pipeline alone, serially (the loader threads share it)
+    batch_times = []
+    for i in range(min(3, len(data))):
+        t = time.perf_counter()
+        data[i]
+        batch_times.append(time.perf_counter() - t)
+    out["batch"] = float(np.median(batch_times))
     out["ratio"] = out["real"] / out["cached"]
     out["images_per_s"] = batch / out["real"]
     out["host_mb"] = host_peak_mb()
@@ -179,7 +189,7 @@ def main() -> None:
           f"{args.steps} timed steps after {args.warmup} warm-up steps, "
           f"{args.workers} loader threads")
     print(f"{'model':<30} {'config':<9} {'cached s':>9} {'real s':>8} {'real/cached':>12} "
-          f"{'img/s':>7} {'host MB':>8} {'GPU MB':>7}")
+          f"{'batch s':>8} {'img/s':>7} {'host MB':>8} {'GPU MB':>7}")
     for name in args.models.split(","):
         if name == "unet":
             case = unet_case(root, args.workers)
@@ -197,7 +207,8 @@ def main() -> None:
                 continue
             gpu = f"{r['gpu_mb']:.0f}" if r["gpu_mb"] is not None else "-"
             print(f"{case[0]:<30} {conf:<9} {r['cached']:9.3f} {r['real']:8.3f} "
-                  f"{r['ratio']:12.3f} {r['images_per_s']:7.2f} {r['host_mb']:8.0f} {gpu:>7}")
+                  f"{r['ratio']:12.3f} {r['batch']:8.3f} {r['images_per_s']:7.2f} "
+                  f"{r['host_mb']:8.0f} {gpu:>7}")
 
 
 if __name__ == "__main__":

@@ -100,3 +100,18 @@ def test_error_from_a_real_process_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "does not exist" in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_end_to_end_quick_maskrcnn_loss_falls(nuclei, tmp_path, capsys):
+    run = tmp_path / "run"
+    code, out, err = run_cli(["nuclei", "--model", "maskrcnn", "--mode", "quick", "--data",
+                              nuclei, "--run-dir", run, "--epochs", "3", "--steps-per-epoch",
+                              "2", "--quiet"], capsys)
+    assert code == 0, err
+    with open(run / "logs" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    for term in ("rpn_class_loss", "rpn_box_loss", "class_loss", "box_loss", "mask_loss"):
+        assert term in rows[0]  # each loss term is logged on its own
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -149,15 +150,23 @@ def test_nan_loss_stops_naming_step_and_term(tmp_path):
     assert all(np.isfinite(w).all() for w in weights(model))
 
 
-def _two_checkpoints(tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("finished") / "run"
     train(build, RegressionBatches(), run, CFG)
-    manager = CheckpointManager(run / "checkpoints")
+    return run
+
+
+@pytest.fixture
+def two_checkpoints(finished_run, tmp_path):
+    """A private copy of a finished run's checkpoints: (manager, manifests oldest first)."""
+    shutil.copytree(finished_run, tmp_path / "run")
+    manager = CheckpointManager(tmp_path / "run" / "checkpoints")
     return manager, manager.manifests()
 
 
-def test_truncated_checkpoint_falls_back_to_previous(tmp_path, caplog):
-    manager, manifests = _two_checkpoints(tmp_path)
+def test_truncated_checkpoint_falls_back_to_previous(two_checkpoints, caplog):
+    manager, manifests = two_checkpoints
     newest, previous = manifests[-1].with_suffix(".npz"), manifests[-2].with_suffix(".npz")
     data = newest.read_bytes()
     newest.write_bytes(data[: len(data) // 2])  # a copy cut short
@@ -168,8 +177,8 @@ def test_truncated_checkpoint_falls_back_to_previous(tmp_path, caplog):
     assert "truncated" in caplog.text
 
 
-def test_flipped_byte_is_caught_by_the_checksum(tmp_path, caplog):
-    manager, manifests = _two_checkpoints(tmp_path)
+def test_flipped_byte_is_caught_by_the_checksum(two_checkpoints, caplog):
+    manager, manifests = two_checkpoints
     newest = manifests[-1].with_suffix(".npz")
     data = bytearray(newest.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, different bytes
@@ -180,8 +189,8 @@ def test_flipped_byte_is_caught_by_the_checksum(tmp_path, caplog):
     assert "SHA-256" in caplog.text
 
 
-def test_data_without_manifest_is_ignored(tmp_path):
-    manager, manifests = _two_checkpoints(tmp_path)
+def test_data_without_manifest_is_ignored(two_checkpoints):
+    manager, manifests = two_checkpoints
     manifests[-1].unlink()  # a crash between writing the data and its manifest
     assert manager.latest().manifest == manifests[-2]
 
@@ -217,7 +226,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]  # no temp file left
 
 
-def test_old_checkpoints_are_pruned(tmp_path):
-    manager, manifests = _two_checkpoints(tmp_path)
+def test_old_checkpoints_are_pruned(two_checkpoints):
+    manager, manifests = two_checkpoints
     assert len(manifests) == 3  # keep_checkpoints
     assert len(list(manager.directory.glob("*.npz"))) == 3

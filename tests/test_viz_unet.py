@@ -50,3 +50,12 @@ def test_color_labels_black_background_distinct_colours():
     assert len({tuple(rgb[0, 1]), tuple(rgb[0, 2]), tuple(rgb[1, 0])}) == 3
     with pytest.raises(ValueError, match="label image"):
         color_labels(np.zeros((2, 2), np.float32))
+
+
+def test_weight_map_figure_labels_every_axis_and_the_colour_bar():
+    out = draw_weight_map(_labels(), w0=10, sigma=5)
+    axes = out["figure"].axes
+    for ax in axes[:2]:
+        assert ax.get_xlabel() == "x (px)" and ax.get_ylabel() == "y (px)"
+    assert axes[2].get_ylabel() == "loss weight w(x)"      # the colour bar
+    plt.close(out["figure"])

@@ -41,17 +41,19 @@ def _make_live_curves():
             keys: metrics to plot (default: every metric in the logs).
             every: redraw every ``every`` epochs (the last epoch is always drawn).
             title: shown above the plot.
+            ylabel: the y axis label (the x axis is the epoch).
 
         Taught in notebooks/10_unet (training and browsing its predictions).
         """
 
         def __init__(self, keys: Sequence[str] | None = None, every: int = 1,
-                     title: str = "Training curves"):
+                     title: str = "Training curves", ylabel: str = "loss or metric value"):
             super().__init__()
             if every < 1:
                 raise ValueError(f"LiveCurves: every={every}; pass a positive number of epochs")
             self.keys = list(keys) if keys is not None else None
             self.every = every
+            self.ylabel = ylabel
             self.history: dict[str, list[float]] = {}
             self.redraws = 0
             self.output = widgets.Output()
@@ -75,6 +77,8 @@ def _make_live_curves():
             if keys:
                 plots.training_curves({k: self.history[k] for k in keys}, ax=ax, keys=keys)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(self.ylabel)
             if max((len(v) for v in self.history.values()), default=0) == 1:
                 for line in ax.get_lines():      # one epoch: a line of one point is invisible
                     line.set_marker("o")

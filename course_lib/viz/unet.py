@@ -66,7 +66,7 @@ def draw_weight_map(labels: np.ndarray, w0: float = W0, sigma: float = SIGMA,
     labels = np.asarray(labels)
     wmap = weight_map(labels, w0=w0, sigma=sigma, class_weights=class_weights)
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     else:
         fig = axes[0].figure
     ax_l, ax_w = axes
@@ -76,9 +76,11 @@ def draw_weight_map(labels: np.ndarray, w0: float = W0, sigma: float = SIGMA,
     outline = np.ma.masked_where(~label_outlines(labels), np.ones(labels.shape))
     ax_w.imshow(outline, cmap="Greys", vmin=0, vmax=1, alpha=0.5, interpolation="nearest")
     ax_w.set_title(f"weight map: w0 = {w0:g}, σ = {sigma:g} px (max {wmap.max():.2f})")
-    fig.colorbar(im, ax=ax_w, fraction=0.046)
+    fig.colorbar(im, ax=ax_w, fraction=0.046, label="loss weight w(x)")
     for ax in axes:
-        ax.set_axis_off()
+        ax.set_xlabel("x (px)")
+        ax.set_ylabel("y (px)")
+    fig.tight_layout()
     return {"weight_map": wmap, "w0": w0, "sigma": sigma, "max": float(wmap.max()),
             "figure": fig}
 
