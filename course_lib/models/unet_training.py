@@ -328,12 +328,13 @@ def _make_tile_validation():
 
         Args:
             tiles: ``(images, targets, gap_mask)`` from :func:`validation_tiles`.
-            batch_size: tiles per forward pass.
+            batch_size: tiles per forward pass (16, as :func:`predict_probability`: the
+                compiled predict step is then shared, which saves a compilation under JAX).
 
         Taught in notebooks/10_unet.
         """
 
-        def __init__(self, tiles, batch_size: int = 8):
+        def __init__(self, tiles, batch_size: int = 16):
             super().__init__()
             self.images, self.targets, self.gaps = tiles
             self.batch_size = batch_size
