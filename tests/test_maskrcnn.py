@@ -167,6 +167,23 @@ def test_train_step_compiles_with_xla(tiny):
 
 
 @pytest.mark.slow
+def test_train_step_and_inference_in_mixed_bfloat16():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        cfg = tiny_config(rpn_post_nms_top_n_train=50, rois_per_image=16)
+        training, inference = M.build_models(cfg, verbose=False)
+        batch, _ = blob_batch(cfg)
+        training.compile(optimizer=keras.optimizers.SGD(1e-3))
+        logs = training.train_on_batch(batch, return_dict=True)
+        assert all(np.isfinite(logs[n]) for n in L.LOSS_NAMES)
+        out = inference.predict_on_batch({"images": batch["images"],
+                                          "image_meta": batch["image_meta"]})
+        assert out["boxes"].dtype == np.float32 and out["masks"].dtype == np.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.slow
 @pytest.mark.skipif("jax" not in OTHER_BACKENDS, reason="jax is not installed")
 def test_builds_and_trains_under_jax():
     out = run_under_backend("jax", """

@@ -82,7 +82,7 @@ def test_end_to_end_quick_unet_loss_falls_and_resume(nuclei, tmp_path, capsys):
     assert code == 0 and "already finished" in out, err
     pred = run / "predictions"
     names = sorted(p.stem for p in (pred / "labels").glob("*.png"))
-    assert names == sorted(p.name for p in (nuclei / "stage1_train").iterdir())
+    assert names == sorted(p.name for p in (nuclei / "stage1_train").iterdir() if p.is_dir())
     assert (pred / "submission.csv").read_text().startswith("ImageId,EncodedPixels")
     assert (pred / "coco_results.json").is_file()
     # a different model in the same folder is refused in one line

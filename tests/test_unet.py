@@ -152,3 +152,13 @@ def test_exercise_checks_accept_the_reference_and_reject_usual_mistakes(capsys):
             lambda x, hw: x[:, -(-(x.shape[1] - hw[0]) // 2):][:, :hw[0],
                              -(-(x.shape[2] - hw[1]) // 2):][:, :, :hw[1]])
     assert "Hint:" in capsys.readouterr().out
+
+
+def test_zero_initialised_paper_net_has_the_same_parameters():
+    # only the shapes matter for the count; the default build draws random kernels
+    zeros = unet.paper_unet(input_size=188, base_filters=8, kernel_initializer="zeros")
+    default = unet.paper_unet(input_size=188, base_filters=8)
+    assert zeros.count_params() == default.count_params() == unet.unet_parameter_count(8, 4, 1, 2)
+    assert all(not np.any(keras.ops.convert_to_numpy(w)) for w in zeros.weights)
+    kernel = keras.ops.convert_to_numpy(default.get_layer("down1_conv1").kernel)
+    assert np.std(kernel) > 0

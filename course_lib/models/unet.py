@@ -226,11 +226,11 @@ class PerImageStandardization(keras.layers.Layer):
 
 
 def _conv_block(x, filters: int, padding: str, batch_norm: bool, dropout: float, name: str,
-                bn_momentum: float = 0.99):
+                bn_momentum: float = 0.99, kernel_initializer="he_normal"):
     """Two 3×3 convolutions with ReLU (optionally BatchNorm before ReLU, dropout between)."""
     for i in (1, 2):
         x = keras.layers.Conv2D(filters, 3, padding=padding, use_bias=not batch_norm,
-                                kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
+                                kernel_initializer=kernel_initializer, name=f"{name}_conv{i}")(x)
         if batch_norm:
             x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn{i}")(x)
         x = keras.layers.Activation("relu", name=f"{name}_relu{i}")(x)
@@ -251,6 +251,7 @@ def build_unet(
     rescale: float | str | keras.layers.Layer | None = None,
     name: str | None = None,
     bn_momentum: float = 0.99,
+    kernel_initializer=None,
 ) -> keras.Model:
     """A U-Net as a Keras functional model.
 
@@ -278,6 +279,10 @@ def build_unet(
         bn_momentum: momentum of the batch-norm moving statistics. Keras' 0.99 averages over
             ~100 steps: after a short run the statistics used at inference are still mostly
             their initial values (0 mean, unit variance); 0.9 (~10 steps) suits short runs.
+        kernel_initializer: ``None`` for He-normal 3×3 convolutions and Keras' defaults
+            elsewhere; any Keras initializer to use it for every kernel. ``"zeros"`` builds a
+            model whose weights only get counted much faster under JAX, where each random
+            initializer is compiled once per weight shape.
 
     Returns:
         A model mapping ``(B, H, W, C)`` to ``(B, H_out, W_out, n_classes)``.
@@ -285,6 +290,8 @@ def build_unet(
     Taught in notebooks/10_unet.
     """
     _check_depth(depth)
+    conv_init = kernel_initializer or "he_normal"
+    other_init = kernel_initializer or "glorot_uniform"      # Keras' default
     if padding not in ("valid", "same"):
         raise ValueError(f"padding={padding!r}: use 'valid' (the paper) or 'same'")
     h, w = input_shape[0], input_shape[1]
@@ -311,14 +318,16 @@ def build_unet(
     skips = []
     for level in range(depth):
         x = _conv_block(x, base_filters * 2 ** level, padding, batch_norm, dropout,
-                        name=f"down{level + 1}", bn_momentum=bn_momentum)
+                        name=f"down{level + 1}", bn_momentum=bn_momentum,
+                        kernel_initializer=conv_init)
         skips.append(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
     x = _conv_block(x, base_filters * 2 ** depth, padding, batch_norm, dropout, name="bottom",
-                    bn_momentum=bn_momentum)
+                    bn_momentum=bn_momentum, kernel_initializer=conv_init)
     for level in range(depth - 1, -1, -1):
         filters = base_filters * 2 ** level
-        x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level + 1}_upconv")(x)
+        x = keras.layers.Conv2DTranspose(filters, 2, strides=2, kernel_initializer=other_init,
+                                         name=f"up{level + 1}_upconv")(x)
         skip = skips[level]
         if padding == "valid":
             # crop-and-copy: the skip map is larger because its convolutions ate less border
@@ -326,8 +335,9 @@ def build_unet(
             skip = keras.layers.Cropping2D(crop, name=f"up{level + 1}_crop")(skip)
         x = keras.layers.Concatenate(name=f"up{level + 1}_concat")([skip, x])
         x = _conv_block(x, filters, padding, batch_norm, dropout, name=f"up{level + 1}",
-                        bn_momentum=bn_momentum)
-    outputs = keras.layers.Conv2D(n_classes, 1, activation=final_activation, name="classifier")(x)
+                        bn_momentum=bn_momentum, kernel_initializer=conv_init)
+    outputs = keras.layers.Conv2D(n_classes, 1, activation=final_activation,
+                                  kernel_initializer=other_init, name="classifier")(x)
     return keras.Model(inputs, outputs, name=name or f"unet_{padding}")
 
 
