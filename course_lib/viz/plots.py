@@ -35,12 +35,8 @@ def _axes(ax: plt.Axes | None, figsize=(5, 5)) -> plt.Axes:
     return ax
 
 
-def overlay_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.45,
-                  colors: np.ndarray | None = None) -> np.ndarray:
-    """Blend ``H×W×N`` bool masks onto an ``H×W×3`` uint8 image; returns float RGB in [0, 1].
-
-    Taught in notebooks/00_start_here.
-    """
+def _canvas(image, masks, colors):
+    """Float RGB copy of ``image`` in [0, 1], masks as ``H×W×N`` bool, one colour per mask."""
     out = np.asarray(image, dtype=np.float64) / 255.0
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=2)
@@ -48,6 +44,16 @@ def overlay_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.45,
     if masks.ndim == 2:
         masks = masks[..., None]
     colors = instance_colors(masks.shape[-1]) if colors is None else colors
+    return out, masks, colors
+
+
+def overlay_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.45,
+                  colors: np.ndarray | None = None) -> np.ndarray:
+    """Blend ``H×W×N`` bool masks onto an ``H×W×3`` uint8 image; returns float RGB in [0, 1].
+
+    Taught in notebooks/00_start_here.
+    """
+    out, masks, colors = _canvas(image, masks, colors)
     for i in range(masks.shape[-1]):
         m = masks[..., i]
         out[m] = (1 - alpha) * out[m] + alpha * colors[i]
@@ -124,13 +130,7 @@ def outline_masks(image: np.ndarray, masks: np.ndarray,
     """
     from scipy import ndimage
 
-    out = np.asarray(image, dtype=np.float64) / 255.0
-    if out.ndim == 2:
-        out = np.repeat(out[..., None], 3, axis=2)
-    masks = np.asarray(masks, dtype=bool)
-    if masks.ndim == 2:
-        masks = masks[..., None]
-    colors = instance_colors(masks.shape[-1]) if colors is None else colors
+    out, masks, colors = _canvas(image, masks, colors)
     for i in range(masks.shape[-1]):
         m = masks[..., i]
         rim = m & ~ndimage.binary_erosion(m, border_value=0)   # mask pixels with a neighbour outside
