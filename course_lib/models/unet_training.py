@@ -176,6 +176,10 @@ class CachedSamples:
     def __init__(self, provider, maxsize: int = 64):
         self.provider = provider
         self.load = functools.lru_cache(maxsize=maxsize)(provider.load)
+        if hasattr(provider, "load_with_ignore"):
+            # the ignore regions and drop counts must survive the cache too
+            self.load_with_ignore = functools.lru_cache(maxsize=maxsize)(
+                provider.load_with_ignore)
 
     def __len__(self) -> int:
         return len(self.provider)

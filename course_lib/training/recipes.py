@@ -82,6 +82,11 @@ class SubsetSamples:
 
     def __init__(self, provider, indices: Sequence[int]):
         self.provider, self.indices = provider, [int(i) for i in indices]
+        if hasattr(provider, "load_with_ignore"):
+            # pass the crowd / unmapped regions and the loader's drops through the split,
+            # or the dataset would see none of them (lost without a count)
+            self.load_with_ignore = lambda index: provider.load_with_ignore(
+                self.indices[index])
 
     def __len__(self) -> int:
         return len(self.indices)
