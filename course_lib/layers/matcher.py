@@ -145,16 +145,24 @@ def _best_over_gt(boxes, gt_boxes, gt_valid):
     return max_iou, matched, best, first
 
 
+def _split_rows(rows, valid, chunk: int):
+    """``(B, G, 4)`` boxes and ``(B, G)`` validity padded (invalid rows) to whole chunks and
+    split: ``(B, n, chunk, 4)``, ``(B, n, chunk)`` and ``n = ceil(G / chunk)``."""
+    g = int(rows.shape[1])
+    n_chunks = -(-g // chunk)
+    pad = n_chunks * chunk - g
+    rows = ops.pad(rows, ((0, 0), (0, pad), (0, 0)))
+    valid = ops.pad(valid, ((0, 0), (0, pad)), constant_values=False)
+    batch = ops.shape(rows)[0]
+    return (ops.reshape(rows, (batch, n_chunks, chunk, 4)),
+            ops.reshape(valid, (batch, n_chunks, chunk)), n_chunks)
+
+
 def _chunked_best_over_gt(boxes, gt_boxes, gt_valid, chunk: int):
     """:func:`_best_over_gt` over gt chunks of ``chunk`` rows (a ``fori_loop``)."""
     g = int(gt_boxes.shape[1])
-    n_chunks = -(-g // chunk)
-    pad = n_chunks * chunk - g
-    gt_boxes = ops.pad(gt_boxes, ((0, 0), (0, pad), (0, 0)))
-    gt_valid = ops.pad(gt_valid, ((0, 0), (0, pad)), constant_values=False)
+    gt_chunks, valid_chunks, n_chunks = _split_rows(gt_boxes, gt_valid, chunk)
     batch = ops.shape(gt_boxes)[0]
-    gt_chunks = ops.reshape(gt_boxes, (batch, n_chunks, chunk, 4))
-    valid_chunks = ops.reshape(gt_valid, (batch, n_chunks, chunk))
     a = boxes.shape[-2]
     chunk_ids = ops.arange(n_chunks, dtype="int32")[None, :, None]
 
@@ -196,13 +204,8 @@ def max_ioa_ops(boxes, regions, region_valid, chunk: int | None = None):
     if n <= chunk:
         ioa = ops.where(region_valid[:, None, :], ioa_ops(boxes, regions), 0.0)
         return ops.max(ioa, axis=2)
-    n_chunks = -(-n // chunk)
-    pad = n_chunks * chunk - n
-    regions = ops.pad(regions, ((0, 0), (0, pad), (0, 0)))
-    region_valid = ops.pad(region_valid, ((0, 0), (0, pad)), constant_values=False)
     batch = ops.shape(regions)[0]
-    regions = ops.reshape(regions, (batch, n_chunks, chunk, 4))
-    region_valid = ops.reshape(region_valid, (batch, n_chunks, chunk))
+    regions, region_valid, n_chunks = _split_rows(regions, region_valid, chunk)
 
     def step(i, running):
         ioa = ioa_ops(boxes, ops.take(regions, i, axis=1))
