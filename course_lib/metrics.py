@@ -509,6 +509,49 @@ def coco_stats(coco_eval) -> np.ndarray:
     ])
 
 
+def per_class_ap(coco_eval, iou_threshold: float | None = None,
+                 area: str = "all") -> dict[int, float]:
+    """AP of each category of an evaluated-and-accumulated ``COCOeval``, by category id.
+
+    Read from ``coco_eval.eval["precision"]``, the ``(T, R, K, A, M)`` array of precision at
+    T IoU thresholds, R recall points (101), K categories (in ``params.catIds`` order),
+    A area ranges and M detection limits: category k's AP is the mean over thresholds and
+    recall points of ``precision[:, :, k, area, -1]`` (the largest ``maxDets``), leaving
+    out the -1 entries (nothing to recall). That is what pycocotools reports as AP when it
+    evaluates that category alone (``params.catIds = [k]``), and the summary AP is the mean
+    of these numbers over the categories that have ground truth.
+
+    Args:
+        coco_eval: after ``evaluate()`` and ``accumulate()`` (e.g. the second value of
+            :func:`coco_evaluate` with ``return_eval=True``).
+        iou_threshold: one IoU threshold (0.5 gives AP50); ``None``: the mean over 0.5:0.95.
+        area: ``"all"``, ``"small"``, ``"medium"`` or ``"large"``.
+
+    Returns:
+        ``{category id: AP in [0, 1]}``; -1.0 for a category with no ground truth (in that
+        area range), as pycocotools writes it.
+
+    Taught in notebooks/12_train_voc.
+    """
+    params = coco_eval.params
+    precision = coco_eval.eval["precision"]  # (T, R, K, A, M)
+    if area not in params.areaRngLbl:
+        raise ValueError(f"per_class_ap: area must be one of {params.areaRngLbl}, got {area!r}")
+    s = precision[:, :, :, params.areaRngLbl.index(area), -1]
+    if iou_threshold is not None:
+        chosen = np.isclose(params.iouThrs, iou_threshold)
+        if not chosen.any():
+            raise ValueError(f"per_class_ap: IoU threshold {iou_threshold} is not one of "
+                             f"{np.round(params.iouThrs, 2).tolist()}")
+        s = s[chosen]
+    out = {}
+    for k, cat in enumerate(params.catIds):
+        values = s[:, :, k]
+        values = values[values > -1]
+        out[int(cat)] = float(values.mean()) if values.size else -1.0
+    return out
+
+
 def coco_evaluate(gt: dict, detections: list[dict], iou_type: str = "segm",
                   max_dets: Sequence[int] | None = None, return_eval: bool = False):
     """COCO AP/AR of ``detections`` against ``gt`` with pycocotools, trap-free.

@@ -374,3 +374,55 @@ def test_stack_to_labels_and_label_boxes_by_hand():
     overlapping = _rect_masks((6, 6), [(0, 0, 4, 4), (2, 2, 6, 6)])
     assert A.stack_to_labels(overlapping) is None
     assert A.stack_to_labels(np.zeros((3, 4, 0), bool)).shape == (3, 4)
+
+
+# ---------------------------------------------------------------- the article's preset
+
+
+def test_article_preset_is_exactly_the_articles_set_and_ranges():
+    aug = A.Augmenter.article(seed=0)
+    assert aug.transforms == [
+        A.FlipLeftRight(p=0.5),
+        A.Crop(fraction=(0.9, 1.0), p=1.0),
+        A.Affine(scale=(0.8, 1.2), translate=(-0.2, 0.2), rotate=(-25.0, 25.0),
+                 shear=(-8.0, 8.0), p=1.0, per_axis_scale=True),
+        A.GaussianBlur(bounds=(0.0, 0.5), p=0.5),
+        A.Contrast(bounds=(0.75, 1.5), p=1.0),
+        A.Brightness(bounds=(0.8, 1.2), p=1.0),
+    ]
+
+
+def test_article_preset_moves_masks_with_the_image_and_is_seeded():
+    # the instances are the only bright pixels: wherever the transforms take them, the
+    # augmented masks must sit on the bright pixels of the augmented image
+    masks = _rect_masks((48, 64), [(8, 10, 30, 28), (20, 36, 42, 58)])
+    image = np.where(masks.any(axis=-1, keepdims=True), 255, 0).astype(np.uint8).repeat(3, 2)
+    aug = A.Augmenter.article(seed=5)
+    outs = [aug(image, masks, [3, 8]) for _ in range(12)]
+    moved = 0
+    for out in outs:
+        assert out.image.shape == image.shape and out.masks.shape[:2] == image.shape[:2]
+        union = out.masks.any(axis=-1)
+        assert out.image[..., 0][union].mean() > 128
+        assert out.image[..., 0][~union].mean() < 64
+        np.testing.assert_array_equal(out.boxes, _regionprops_boxes(out.masks))
+        moved += not np.array_equal(out.masks, masks[..., :out.masks.shape[-1]])
+    assert moved == len(outs)  # the affine part (p = 1) always moves something
+    again = A.Augmenter.article(seed=5)
+    for out in outs[:3]:
+        np.testing.assert_array_equal(again(image, masks, [3, 8]).image, out.image)
+
+
+def test_affine_per_axis_scale_draws_two_zooms():
+    masks = _rect_masks((61, 61), [(20, 20, 41, 41)])  # a centred 21 x 21 square
+    image = _image((61, 61))
+    ratios = {}
+    for per_axis in (False, True):
+        t = A.Affine(scale=(0.5, 1.5), translate=(0, 0), rotate=(0, 0), shear=(0, 0), p=1.0,
+                     per_axis_scale=per_axis)
+        rng = np.random.default_rng(0)
+        boxes = [masks_to_boxes(t(image, masks, rng)[1])[0] for _ in range(8)]
+        ratios[per_axis] = [(b[2] - b[0]) / (b[3] - b[1]) for b in boxes]
+    # one zoom keeps the square square (up to a pixel of rounding); two zooms do not
+    assert np.allclose(ratios[False], 1.0, atol=0.1)
+    assert max(abs(r - 1.0) for r in ratios[True]) > 0.3

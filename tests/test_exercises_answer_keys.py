@@ -260,6 +260,45 @@ CENTER_CROP_ANSWERS = [
 ]
 
 
+DSB_PRECISION_ANSWERS = [
+    1 / 4,   # kept 0.9, 0.8, 0.7: the exact box hits; the shifted one (IoU 8/24) and the far one miss
+    2 / 3,   # at 0.3 the shifted box (IoU 1/3) hits too: TP 2, FP 1 (far box), FN 0
+    2 / 4,   # the weak exact box (0.3) now kept: TP 2 (both exact), FP 2 (shifted, far), FN 0
+    2 / 4,   # float32 0.3 >= 0.3: the same four detections
+    1 / 4,   # only IoU 1 beats 0.95: TP 1, FP 2, FN 1
+    0.0,     # nothing detected: TP 0, FN 2
+]
+
+
+def _painted(shape, boxes, labels):
+    """Paint boxes worst first so the best ends on top (the painter's algorithm)."""
+    out = np.zeros(shape, np.int64)
+    for (y1, x1, y2, x2), label in sorted(zip(boxes, labels, strict=True), key=lambda b: -b[1]):
+        out[y1:y2, x1:x2] = label
+    return out
+
+
+_BOXES3 = [(0, 0, 6, 6), (3, 3, 9, 9), (2, 5, 5, 11)]
+MASKS_TO_LABELS_ANSWERS = [
+    _painted((10, 12), _BOXES3, [3, 1, 2]),     # scores 0.6, 0.9, 0.75: B first, C, then A
+    _painted((10, 12), _BOXES3, [1, 2, 3]),     # 0.9, 0.6, 0.3: index order
+    np.ones((6, 6), np.int64),                  # the small box is hidden under the big one
+    np.zeros((4, 5), np.int64),
+]
+
+
+# learning rate: base · factor^(drops so far) · (f + (1 - f) · step / warm-up) during warm-up
+WARMUP_STEP_LR_ANSWERS = [
+    0.02,                        # no warm-up, no boundary
+    0.02 / 3,                    # step 0: the warm-up factor 1/3 alone
+    0.02 * (1 / 3 + 2 / 3 / 2),  # step 50 of 100: 1/3 + (2/3)(1/2) = 2/3 of the base
+    0.02,                        # step 100: warm-up over
+    0.002,                       # one drop (×0.1) at 300
+    0.0002,                      # two drops
+    0.1 * (0.5 + 0.5 * 5 / 10),  # base 1, one drop at 4, half-way (5 of 10) from 0.5: 0.075
+]
+
+
 def _keys():
     """(name, check, cases, answers) of every check with an answer key."""
     data_tour = _data_tour_answers()
@@ -307,6 +346,11 @@ def _keys():
         ("unet_output_size", E.check_unet_output_size, E.UNET_OUTPUT_SIZE_CASES,
          UNET_OUTPUT_SIZE_ANSWERS),
         ("center_crop", E.check_center_crop, E.CENTER_CROP_CASES, CENTER_CROP_ANSWERS),
+        ("dsb_precision", E.check_dsb_precision, E.DSB_PRECISION_CASES, DSB_PRECISION_ANSWERS),
+        ("masks_to_labels", E.check_masks_to_labels, E.MASKS_TO_LABELS_CASES,
+         MASKS_TO_LABELS_ANSWERS),
+        ("warmup_step_lr", E.check_warmup_step_lr, E.WARMUP_STEP_LR_CASES,
+         WARMUP_STEP_LR_ANSWERS),
     ]
 
 

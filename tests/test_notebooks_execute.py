@@ -67,6 +67,10 @@ def test_notebook_executes_with_nbclient(path: Path, backend: str) -> None:
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONHASHSEED="0")
     env.setdefault("COURSE_MODE", "quick")
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)   # course_lib must silence TensorFlow by itself
+    # With PYTEST_CURRENT_TEST set, ipykernel leaves the process's own stdout/stderr (where
+    # TensorFlow's C++ start-up lines go) out of the cells; a learner's JupyterLab kernel puts
+    # them in, so the kernel here must not inherit it or the leak check below sees nothing.
+    env.pop("PYTEST_CURRENT_TEST", None)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})

@@ -181,3 +181,39 @@ def test_epoch_view_reads_the_requested_epoch():
     np.testing.assert_array_equal(view[0]["x"], RegressionBatches(n_batches=4)._at(2, 1)["x"])
     with pytest.raises(ValueError, match="between 1 and"):
         EpochView(data, steps_per_epoch=5, epoch=0)
+
+
+# --- re-running one model from reset weights (the experiment tables of chapters 11, 12) ------
+
+def test_rerun_from_reset_weights_reuses_the_step_and_matches_a_fresh_model(tmp_path):
+    cfg = TrainConfig(epochs=2, optimizer="sgd", learning_rate=0.05, **QUIET)
+    model = AddsItsLoss(name="standin")
+    model(RegressionBatches()[0])
+    initial = model.get_weights()
+    train(model, RegressionBatches(seed=1), tmp_path / "a", cfg)
+    step_fn = model.train_function
+    # second run: same object, weights reset, other data -> the compiled step is kept ...
+    model.set_weights(initial)
+    lines = []
+    second = train(model, RegressionBatches(seed=2), tmp_path / "b", cfg, print_fn=lines.append)
+    assert model.train_function is step_fn
+    assert any("nothing retraced" in line for line in lines)
+    assert second.step == 12                            # the step count starts from zero
+    # ... and gives what a freshly built and compiled model gives from the same start
+    fresh = AddsItsLoss(name="standin")
+    fresh(RegressionBatches()[0])
+    fresh.set_weights(initial)
+    train(fresh, RegressionBatches(seed=2), tmp_path / "c", cfg)
+    for a, b in zip(model.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_different_schedule_compiles_again(tmp_path):
+    model = AddsItsLoss(name="standin")
+    train(model, RegressionBatches(), tmp_path / "a", TrainConfig(epochs=1, **QUIET))
+    step_fn = model.train_function
+    lines = []
+    train(model, RegressionBatches(), tmp_path / "b",
+          TrainConfig(epochs=1, learning_rate=0.5, **QUIET), print_fn=lines.append)
+    assert not any("nothing retraced" in line for line in lines)
+    assert model.train_function is not step_fn

@@ -458,6 +458,7 @@ class Affine:
     """Random scale / translate / rotate / shear, each drawn uniformly from its range.
 
     ``translate`` is a fraction of the image side; ``rotate`` and ``shear`` are degrees.
+    With ``per_axis_scale`` the row and column zooms are drawn independently.
 
     Taught in notebooks/01_data_tour.
     """
@@ -467,12 +468,17 @@ class Affine:
     rotate: tuple[float, float] = (-15.0, 15.0)
     shear: tuple[float, float] = (-8.0, 8.0)
     p: float = 0.5
+    per_axis_scale: bool = False
 
     def __call__(self, image, masks, rng):
         if rng.random() >= self.p:
             return image, masks
         h, w = np.shape(image)[:2]
-        return affine(image, masks, scale=_uniform(rng, self.scale),
+        # one zoom for both axes, or (per_axis_scale, as imgaug's scale={"x": .., "y": ..})
+        # a row zoom and a column zoom drawn apart
+        scale = (_uniform(rng, self.scale), _uniform(rng, self.scale)) if self.per_axis_scale \
+            else _uniform(rng, self.scale)
+        return affine(image, masks, scale=scale,
                       translate=(_uniform(rng, self.translate) * h,
                                  _uniform(rng, self.translate) * w),
                       rotate=_uniform(rng, self.rotate), shear=_uniform(rng, self.shear))
@@ -626,6 +632,35 @@ class Augmenter:
             transforms.append(Rotate90())
         transforms += [Affine(), Crop(), GaussianBlur(), Contrast(), Brightness()]
         return cls(transforms, seed=seed)
+
+    @classmethod
+    def article(cls, seed: int | None = 0) -> Augmenter:
+        """The seed article's set for Pascal VOC (notebook 12), one transform per entry:
+
+        ========================  =====================================================  ====
+        transform                 range                                                  p
+        ========================  =====================================================  ====
+        left-right flip           -                                                      0.5
+        crop, resized back        keep 90-100 % of each side                             1
+        affine                    zoom 0.8-1.2 per axis, shift +-20 % of each side,      1
+                                  rotation +-25 degrees, shear +-8 degrees
+        Gaussian blur             sigma 0-0.5 px                                         0.5
+        contrast                  factor 0.75-1.5 about the image's mean                 1
+        brightness                factor 0.8-1.2                                         1
+        ========================  =====================================================  ====
+
+        The list (flip 0.5, crop, blur, contrast 0.75-1.5, brightness 0.8-1.2, affine) is
+        imgaug's documented "simple and common augmentation sequence" without its Gaussian
+        noise; the blur and affine ranges are that example's. imgaug applies the list in a
+        random order; this preset applies it in the order above (geometry, then pixel values).
+
+        Taught in notebooks/12_train_voc.
+        """
+        return cls([FlipLeftRight(p=0.5), Crop(fraction=(0.9, 1.0), p=1.0),
+                    Affine(scale=(0.8, 1.2), translate=(-0.2, 0.2), rotate=(-25.0, 25.0),
+                           shear=(-8.0, 8.0), p=1.0, per_axis_scale=True),
+                    GaussianBlur(bounds=(0.0, 0.5), p=0.5), Contrast(bounds=(0.75, 1.5), p=1.0),
+                    Brightness(bounds=(0.8, 1.2), p=1.0)], seed=seed)
 
     @classmethod
     def unet(cls, seed: int | None = 0) -> Augmenter:

@@ -90,6 +90,16 @@ from course_lib.exercises.ch10_unet import (  # noqa: F401
     check_unet_output_size,
     check_weight_map,
 )
+from course_lib.exercises.ch11_train_nuclei import (  # noqa: F401
+    DSB_PRECISION_CASES,
+    MASKS_TO_LABELS_CASES,
+    check_dsb_precision,
+    check_masks_to_labels,
+)
+from course_lib.exercises.ch12_train_voc import (  # noqa: F401
+    WARMUP_STEP_LR_CASES,
+    check_warmup_step_lr,
+)
 from course_lib.exercises.checking import (  # noqa: F401
     Case,
     ExerciseFailed,

@@ -255,6 +255,20 @@ IMAGENET_FILES = {
 }
 FALLBACK_MESSAGE = "ImageNet weights not found offline: using random initialisation"
 
+#: MD5 of each file in :data:`IMAGENET_FILES`, as ``keras.applications`` checks it when it
+#: downloads the file (``WEIGHTS_HASHES`` in Keras' ``applications/resnet.py``).
+IMAGENET_MD5 = {
+    "resnet50_weights_tf_dim_ordering_tf_kernels.h5": "2cb95161c43110f7111970584f804107",
+    "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5": "4d473c1dd8becc155b73f8504c6f6626",
+    "resnet101_weights_tf_dim_ordering_tf_kernels.h5": "f1aeb4b969a6efcfb50fad2f0c20cfc5",
+    "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5": "88cf7a10940856eca736dc7b7e228a21",
+    "resnet152_weights_tf_dim_ordering_tf_kernels.h5": "100835be76be38e30d865e96f2aaae62",
+    "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5": "ee4c566cf9a93f14d82f913c2dc6dd0c",
+}
+
+#: Where keras.applications downloads the ResNet weights from (file name appended).
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+
 
 def keras_cache_dir() -> Path:
     """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``.
@@ -275,6 +289,42 @@ def find_imagenet_weights(depth: int = 50) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def check_imagenet_file(depth: int = 50) -> dict:
+    """Is a usable ImageNet weight file for ResNet-``depth`` in the Keras cache?
+
+    For a machine without network: download the file elsewhere (``IMAGENET_URL`` + its name,
+    or ``keras.applications.ResNet50(weights="imagenet", include_top=False)`` on a machine
+    with network, which leaves it in ``~/.keras/models``), copy it into
+    :func:`keras_cache_dir` under its name, then call this. It reads the file once and
+    compares its MD5 with the one keras.applications checks.
+
+    Returns:
+        ``{"expected_path", "found", "path", "bytes", "md5", "expected_md5", "ok"}``:
+        ``expected_path`` is where the no-top file should be; ``path`` the file found (no-top
+        first, as :func:`find_imagenet_weights`), ``None`` when none; ``ok`` is ``True`` only
+        when a file is found and its MD5 matches.
+
+    Taught in notebooks/12_train_voc.
+    """
+    import hashlib
+
+    if depth not in IMAGENET_FILES:
+        raise ValueError(f"ImageNet weights exist for ResNet-50/101/152, not {depth}.")
+    path = find_imagenet_weights(depth)
+    out = {"expected_path": keras_cache_dir() / IMAGENET_FILES[depth][0], "found": path is not None,
+           "path": path, "bytes": None, "md5": None, "expected_md5": None, "ok": False}
+    if path is None:
+        return out
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    out.update(bytes=path.stat().st_size, md5=digest.hexdigest(),
+               expected_md5=IMAGENET_MD5[path.name])
+    out["ok"] = out["md5"] == out["expected_md5"]
+    return out
 
 
 def _depth_of(model: keras.Model) -> int:

@@ -214,18 +214,25 @@ def recipe_weight_fn(recipe: UNetRecipe) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def training_dataset(sample_dirs: Sequence[str | Path], recipe: UNetRecipe, cache: int = 64,
-                     weight_fn: Callable | None = None, shuffle: bool = True):
+                     weight_fn: Callable | None = None, shuffle: bool = True,
+                     augmenter=None, provider=None):
     """A ``UNetDataset`` of random ``tile_size`` crops with the recipe's weight map.
+
+    ``augmenter``: an optional :class:`~course_lib.data.augment.Augmenter` applied to each
+    sample before the crop (chapter 11's flips). ``provider``: the samples to crop from
+    (default: a :class:`CachedSamples` of ``sample_dirs``); pass one to share its decoded
+    images between several datasets.
 
     Taught in notebooks/10_unet.
     """
     from course_lib.data.coco import DsbFolderSamples
     from course_lib.data.pipeline import UNetDataset
 
-    provider = CachedSamples(DsbFolderSamples(sample_dirs=list(sample_dirs)), maxsize=cache)
+    if provider is None:
+        provider = CachedSamples(DsbFolderSamples(sample_dirs=list(sample_dirs)), maxsize=cache)
     return UNetDataset(provider, batch_size=recipe.batch_size, tile_size=recipe.tile_size,
                        weight_fn=weight_fn or recipe_weight_fn(recipe), seed=recipe.seed,
-                       shuffle=shuffle)
+                       shuffle=shuffle, augmenter=augmenter)
 
 
 def validation_tiles(sample_dirs: Sequence[str | Path], recipe: UNetRecipe,

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from keras import ops
 
 from course_lib.training.callbacks import (
     LearningRateLogger,
@@ -370,6 +371,17 @@ def _scale_own_loss_for_replicas(model: keras.Model, replicas: int) -> None:
     model.compute_loss = compute_loss
 
 
+def _compile_key(config: TrainConfig, schedule, stage: Stage, loss, metrics) -> str:
+    """What a compiled training step depends on: optimizer settings, schedule, stage, loss.
+
+    Two runs of one model object with the same key can share Keras' compiled (traced) step.
+    """
+    fields = ("optimizer", "learning_rate", "momentum", "weight_decay", "clipnorm",
+              "jit_compile")
+    return repr(([getattr(config, f) for f in fields], schedule.get_config(), stage.trainable,
+                 stage.train_norm, loss, metrics))
+
+
 def _save_final(model: keras.Model, run_dir: Path) -> Path:
     path = run_dir / "final.weights.h5"
     tmp = run_dir / "final.tmp.weights.h5"
@@ -479,8 +491,22 @@ def _run(model, train_data, run_dir, config, val_data, loss, metrics, extra_call
         print_fn(f"  stage {s_idx + 1}/{len(stages)} '{stage.name}': epochs "
                  f"{max(state['epoch'], stage_start) + 1}-{stage_end}, {counts['trainable']} "
                  f"layers learn, {counts['frozen']} frozen")
-        model.compile(optimizer=make_optimizer(config, schedule), loss=loss, metrics=metrics,
-                      jit_compile=config.jit_compile)
+        key = _compile_key(config, schedule, stage, loss, metrics)
+        reused = getattr(model, "_course_compile_key", None) == key and \
+            getattr(model, "optimizer", None) is not None and model.optimizer.built and \
+            not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        if reused:
+            # The same model, optimizer settings, schedule and trainable set as the run it was
+            # last compiled for (an experiment re-run from reset weights): keep Keras' compiled
+            # step, so nothing is traced again, and start the optimizer from zero state.
+            print_fn("  same compiled training step as the previous run of this model: "
+                     "optimizer state reset, nothing retraced")
+            for variable in model.optimizer.variables:
+                variable.assign(ops.zeros(variable.shape, variable.dtype))
+        else:
+            model.compile(optimizer=make_optimizer(config, schedule), loss=loss,
+                          metrics=metrics, jit_compile=config.jit_compile)
+            model._course_compile_key = key
         optimizer = model.optimizer
         if ckpt is not None and not restored:
             restore_model(model, ckpt)
@@ -488,7 +514,8 @@ def _run(model, train_data, run_dir, config, val_data, loss, metrics, extra_call
         if ckpt is not None and ckpt.state.get("stage") == s_idx:
             restore_optimizer(optimizer, model.trainable_variables, ckpt)
         else:  # a fresh optimizer for a new stage keeps counting steps for the schedule
-            optimizer.build(model.trainable_variables)
+            if not optimizer.built:
+                optimizer.build(model.trainable_variables)
             optimizer.iterations.assign(state["step"])
 
         epoch, batch = max(state["epoch"], stage_start), state["batch"]

@@ -186,7 +186,7 @@ def _coco_entries(masks: np.ndarray, class_ids, image_id: int) -> list[dict]:
 
 
 def evaluate_coco(detect: Callable[[np.ndarray], dict], provider, class_names=None,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, per_class: bool = False) -> dict:
     """COCO box and mask AP of ``detect`` over a sample provider, through pycocotools.
 
     Args:
@@ -195,14 +195,17 @@ def evaluate_coco(detect: Callable[[np.ndarray], dict], provider, class_names=No
         provider: sample provider (``len``, ``load(i) -> (image, masks, class_ids)``).
         class_names: names by class id (``[0]`` is the background), for the category list.
         progress: show a progress bar.
+        per_class: also return each class's AP (:func:`course_lib.metrics.per_class_ap`).
 
     Returns:
         ``{"segm": {...}, "bbox": {...}}``, each the twelve COCO numbers of
-        :func:`course_lib.metrics.coco_evaluate` (``AP``, ``AP50``, ...).
+        :func:`course_lib.metrics.coco_evaluate` (``AP``, ``AP50``, ...); with ``per_class``
+        also ``"per_class": {"segm": {class id: AP}, "bbox": {...}}`` over the classes found
+        in the ground truth or the detections (-1.0: no ground truth of that class).
 
     Taught in notebooks/12_train_voc.
     """
-    from course_lib.metrics import coco_evaluate
+    from course_lib.metrics import coco_evaluate, per_class_ap
 
     images, annotations, detections = [], [], []
     categories = set()
@@ -222,5 +225,10 @@ def evaluate_coco(detect: Callable[[np.ndarray], dict], provider, class_names=No
     names = list(class_names or [])
     cats = [{"id": c, "name": names[c] if c < len(names) else str(c)} for c in sorted(categories)]
     gt = {"images": images, "annotations": annotations, "categories": cats}
-    return {"segm": coco_evaluate(gt, detections, "segm"),
-            "bbox": coco_evaluate(gt, detections, "bbox")}
+    out, classes = {}, {}
+    for iou_type in ("segm", "bbox"):
+        out[iou_type], coco_eval = coco_evaluate(gt, detections, iou_type, return_eval=True)
+        classes[iou_type] = per_class_ap(coco_eval)
+    if per_class:
+        out["per_class"] = classes
+    return out

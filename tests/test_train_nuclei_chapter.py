@@ -1,0 +1,179 @@
+"""Chapter 11's library: Otsu baseline, stratified split, the experiment table, its plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from skimage import draw
+
+from course_lib.data import nuclei
+from course_lib.data.synthetic.nuclei import make_nuclei
+from course_lib.metrics import dsb_average_precision
+from course_lib.models.classical import otsu_foreground, otsu_instances
+from course_lib.ops.masks import masks_to_labels
+from course_lib.training import experiments as X
+from course_lib.viz import results as R
+
+
+def _two_touching_disks(bright_on_dark: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Two radius-9 disks whose centres are 16 px apart (they touch), on a 48×64 image."""
+    labels = np.zeros((48, 64), np.int32)
+    for k, cx in enumerate((22, 38), start=1):
+        rr, cc = draw.disk((24, cx), 9, shape=labels.shape)
+        labels[rr, cc] = np.where(labels[rr, cc] == 0, k, labels[rr, cc])
+    grey = np.where(labels > 0, 200, 30).astype(np.uint8)
+    if not bright_on_dark:
+        grey = 255 - grey
+    return np.stack([grey] * 3, axis=-1), labels
+
+
+# --- the classical baseline ----------------------------------------------------------------
+
+def test_otsu_threshold_is_the_brute_force_maximum_of_between_class_variance():
+    rng = np.random.default_rng(0)
+    grey = np.clip(np.concatenate([rng.normal(0.25, 0.05, 3000), rng.normal(0.7, 0.1, 1000)]),
+                   0, 1).reshape(40, 100)
+    image = (np.stack([grey] * 3, -1) * 255).round().astype(np.uint8)
+    _, t, _ = otsu_foreground(image)
+    g = image[..., 0].astype(float).ravel() / 255      # rgb2gray of a grey image is the grey
+
+    def between(c):       # w0 · w1 · (mu0 - mu1)² of the split g <= c | g > c
+        return (g <= c).mean() * (g > c).mean() * (g[g <= c].mean() - g[g > c].mean()) ** 2
+
+    candidates = np.unique(g)[:-1]
+    best = max(between(c) for c in candidates)
+    # scikit-image bins the histogram (256 bins over the image's range), so its split may sit
+    # one grey level off the exact maximum, at a variance within 0.1 % of it
+    assert between(t) >= 0.999 * best
+    assert abs(t - candidates[int(np.argmax([between(c) for c in candidates]))]) <= 2 / 255
+
+
+@pytest.mark.parametrize("bright_on_dark", [True, False])
+def test_otsu_takes_the_smaller_class_as_nuclei_and_splits_touching_ones(bright_on_dark):
+    image, labels = _two_touching_disks(bright_on_dark)
+    mask, _, dark = otsu_foreground(image)
+    assert dark is (not bright_on_dark)
+    np.testing.assert_array_equal(mask, labels > 0)
+    found = otsu_instances(image)
+    assert len(np.unique(found)) - 1 == 2                      # the watershed split the pair
+    assert dsb_average_precision(labels, found) >= 0.9
+
+
+def test_otsu_fills_holes_and_drops_specks_and_survives_a_flat_image():
+    image, labels = _two_touching_disks()
+    image[24, 22] = 30                                         # a hole in the first nucleus
+    image[2, 2] = 200                                          # a one-pixel speck
+    found = otsu_instances(image, min_size=20)
+    assert found[24, 22] > 0 and found[2, 2] == 0
+    flat = np.full((16, 16, 3), 90, np.uint8)
+    assert otsu_instances(flat).max() == 0
+
+
+# --- modality and the stratified split -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def synthetic_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nuclei")
+    dirs = make_nuclei(root, 12, seed=3, size=96)
+    truth = {m["id"]: m["modality"] for m in json.loads((root / "manifest.json").read_text())["images"]}
+    return sorted(dirs), truth
+
+
+def test_guess_modality_agrees_with_the_synthetic_sets_recorded_truth(synthetic_set):
+    dirs, truth = synthetic_set
+    guessed = {d.name: nuclei.guess_modality(nuclei.load_sample(d)[0]) for d in dirs}
+    assert guessed == truth
+    assert set(truth.values()) == set(nuclei.MODALITIES)       # the first three: one of each
+
+
+def test_stratified_split_holds_out_each_modalitys_share():
+    folders = [Path(f"/x/s{i:02d}") for i in range(20)]
+    kind = {f.name: ("a" if i < 12 else "b" if i < 18 else "c") for i, f in enumerate(folders)}
+    train, val, found = nuclei.stratified_split(folders, 0.25, seed=1,
+                                                modality=lambda f: kind[f.name])
+    per = {m: sum(1 for v in val if kind[v.name] == m) for m in "abc"}
+    assert per == {"a": 3, "b": 2, "c": 1}      # round(0.25·12), round(0.25·6)=2, min 1 of 2
+    assert found == kind
+    assert sorted(train + val) == sorted(folders) and not set(train) & set(val)
+    again = nuclei.stratified_split(folders, 0.25, seed=1, modality=lambda f: kind[f.name])
+    assert again[:2] == (train, val)
+    other = nuclei.stratified_split(folders, 0.25, seed=2, modality=lambda f: kind[f.name])
+    assert other[1] != val                                     # the seed matters
+    with pytest.raises(ValueError, match="val_fraction"):
+        nuclei.stratified_split(folders, 1.0)
+
+
+# --- the experiment table ------------------------------------------------------------------
+
+def test_rows_follow_the_report_and_quick_mode_says_why_it_skips(synthetic_set):
+    rows = X.nuclei_report_rows()
+    assert rows[0].model == "otsu"
+    assert {r.model for r in rows} == {"otsu", "unet", "maskrcnn"}
+    assert [r.report for r in rows if r.model == "maskrcnn"][:3] == ["0.285", "0.344", "0.380"]
+    dirs, _ = synthetic_set
+    ex = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick")
+    skipped = ex.run(rows[-1], print_fn=lambda s: None)
+    assert skipped.skipped.startswith("full mode only") and np.isnan(skipped.score)
+    assert "skipped" in ex.table()
+
+
+def test_otsu_row_scores_what_the_metric_gives_image_by_image(synthetic_set):
+    dirs, _ = synthetic_set
+    ex = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick")
+    result = ex.run(X.nuclei_report_rows()[0], print_fn=lambda s: None)
+    by_hand = {}
+    for d in dirs[8:][:ex.budget.max_val_images]:
+        image, masks = nuclei.load_sample(d)
+        by_hand[d.name] = dsb_average_precision(masks_to_labels(masks), otsu_instances(image))
+    assert result.per_image == pytest.approx(by_hand)
+    assert result.score == pytest.approx(np.mean(list(by_hand.values())))
+    assert ex.best() is result
+
+
+def test_unet_rows_share_one_model_and_one_compiled_step(synthetic_set, capsys):
+    dirs, _ = synthetic_set
+    budget = X.Budget(unet_epochs=2, unet_steps=1, maskrcnn_epochs=1, maskrcnn_steps=1,
+                      max_val_images=1)
+    ex = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick", budget=budget)
+    flips, _, no_flips = X.nuclei_report_rows()[1:4]
+    first = ex.run(flips)
+    second = ex.run(no_flips)
+    assert len(ex._models) == 1                                # built once ...
+    state = json.loads((second.run_dir / "run.json").read_text())
+    assert state["model"] == "unet-nuclei"
+    assert len(first.history["loss"]) == len(second.history["loss"]) == 2
+    assert first.history["loss"] != second.history["loss"]     # ... trained on other data
+    assert set(second.predictions) == set(second.per_image)
+
+
+# --- the plots return what they drew --------------------------------------------------------
+
+def test_result_plots_draw_the_results_numbers():
+    rows = X.nuclei_report_rows()
+    a = X.RowResult(rows[0], 0.5, {"i1": 0.4, "i2": 0.6, "i3": 0.5})
+    b = X.RowResult(rows[1], 0.2, {"i1": 0.1, "i2": 0.3, "i3": 0.2}, {"loss": [1.0, 0.5]})
+    c = X.RowResult(rows[-1], skipped="full mode only")
+    modality = {"i1": "fluorescence", "i2": "fluorescence", "i3": "histology"}
+    fig, axes = plt.subplots(1, 4)
+    assert R.plot_scores([a, b, c], ax=axes[0]) == {rows[0].label: 0.5, rows[1].label: 0.2}
+    drawn = R.plot_per_modality([a, b], modality, ax=axes[1])
+    assert drawn[rows[0].label] == {"fluorescence": pytest.approx(0.5), "histology": 0.5}
+    assert drawn[rows[1].label]["fluorescence"] == pytest.approx(0.2)
+    points = R.plot_score_vs_count([a], {"i1": 3, "i2": 10, "i3": 1}, ax=axes[2])
+    np.testing.assert_allclose(points[rows[0].label], [[3, 0.4], [10, 0.6], [1, 0.5]])
+    assert R.plot_losses([a, b], ax=axes[3], model="unet") == {rows[1].label: [1.0, 0.5]}
+    plt.close(fig)
+
+
+def test_capped_validation_takes_each_modality_in_turn():
+    folders = [Path(f"/v/{c}{i}") for c in "abc" for i in range(3)]
+    kind = {f.name: f.name[0] for f in folders}
+    budget = X.Budget(1, 1, 1, 1, max_val_images=4)
+    ex = X.NucleiExperiments(folders[:1], folders, mode="quick", budget=budget, modality=kind)
+    assert [f.name for f in ex.val_dirs] == ["a0", "a1", "b0", "c0"]
+    assert X.NucleiExperiments(folders[:1], folders, mode="quick",
+                               budget=budget).val_dirs == folders[:4]
