@@ -142,7 +142,7 @@ def test_check_imagenet_file(monkeypatch, tmp_path):
 def test_imagenet_md5_table_is_the_one_keras_checks():
     from keras.src.applications.resnet import WEIGHTS_HASHES
 
-    for depth, (top, notop) in resnet.IMAGENET_FILES.items():
+    for depth, (notop, top) in resnet.IMAGENET_FILES.items():
         keras_top, keras_notop = WEIGHTS_HASHES[f"resnet{depth}"]
         assert resnet.IMAGENET_MD5[top] == keras_top
         assert resnet.IMAGENET_MD5[notop] == keras_notop

@@ -135,7 +135,7 @@ class Budget:
         """Quick: a few steps per row (the scores mean nothing yet); full: the mode's epochs."""
         mode = mode or course_config.mode()
         if mode == "quick":
-            return cls(unet_epochs=2, unet_steps=3, maskrcnn_epochs=3, maskrcnn_steps=2,
+            return cls(unet_epochs=3, unet_steps=4, maskrcnn_epochs=3, maskrcnn_steps=2,
                        max_val_images=4, unet_tile=64, maskrcnn_images=4)
         full = course_config.FULL
         return cls(unet_epochs=full.epochs, unet_steps=None, maskrcnn_epochs=full.epochs,

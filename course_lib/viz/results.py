@@ -37,7 +37,8 @@ def plot_scores(results: Sequence, ax: plt.Axes | None = None) -> dict[str, floa
     colours = ["0.5" if r.row.model == "otsu" else "C0" if r.row.model == "unet" else "C3"
                for r in ran]
     y = np.arange(len(ran))[::-1]
-    ax.barh(y, scores, color=colours)
+    bars = ax.barh(y, scores, color=colours)
+    ax.bar_label(bars, fmt="%.3f", padding=3)     # a zero score still shows its number
     ax.set_yticks(y, labels)
     base = [r.score for r in ran if r.row.model == "otsu"]
     if base:
@@ -133,6 +134,7 @@ def plot_losses(results: Sequence, ax: plt.Axes | None = None, model: str = "mas
         ax.plot(np.arange(1, len(loss) + 1), loss, "o-", label=r.row.label)
         drawn[r.row.label] = loss
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_ylabel("training loss")
     ax.set_title({"maskrcnn": "Mask R-CNN (sum of the five losses)",
                   "unet": "U-Net (weighted cross-entropy)"}.get(model, model))

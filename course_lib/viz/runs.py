@@ -46,7 +46,8 @@ def plot_losses(results: Mapping, ax: plt.Axes | None = None,
     """
     ax = ax or plt.gca()
     drawn = {}
-    for color, (name, result) in zip(RUN_COLORS * 4, results.items()):
+    colors = [RUN_COLORS[k % len(RUN_COLORS)] for k in range(len(results))]
+    for color, (name, result) in zip(colors, results.items(), strict=True):
         x = steps_axis(result)
         drawn[name] = {}
         for key in keys:
@@ -87,14 +88,16 @@ def plot_per_class_ap(per_class: Mapping[str, Mapping[int, float]], class_names:
     ids = np.arange(1, len(class_names))
     width = 0.8 / max(1, len(per_class))
     drawn = {}
-    for k, (color, (name, values)) in enumerate(zip(RUN_COLORS * 4, per_class.items())):
+    colors = [RUN_COLORS[k % len(RUN_COLORS)] for k in range(len(per_class))]
+    for k, (color, (name, values)) in enumerate(zip(colors, per_class.items(), strict=True)):
         ap = np.array([values.get(int(i), -1.0) for i in ids], float)
         ap[ap < 0] = np.nan
         drawn[name] = ap
         ax.bar(ids + (k - (len(per_class) - 1) / 2) * width, np.nan_to_num(ap), width,
                color=color, label=name)
-    no_gt = np.all([np.isnan(v) for v in drawn.values()], axis=0) if drawn else []
-    for i, empty in zip(ids, no_gt):
+    no_gt = np.all([np.isnan(v) for v in drawn.values()], axis=0) if drawn \
+        else np.ones(len(ids), bool)
+    for i, empty in zip(ids, no_gt, strict=True):
         if empty:
             ax.text(i, 0.0, "–", ha="center", va="bottom", color="grey")
     ax.set_xticks(ids)
