@@ -99,7 +99,7 @@ def test_plan_quick_and_full():
     base = TrainConfig(optimizer="sgd", learning_rate=0.005, warmup_steps=50, seed=3)
     quick = C.Plan.for_mode("quick")
     cfg = quick.voc_config(base, n_batches=9)
-    assert [(s.name, s.epochs) for s in cfg.stages] == [("all", 4)]
+    assert [(s.name, s.epochs) for s in cfg.stages] == [("all", 3)]
     assert (cfg.steps_per_epoch, cfg.optimizer, cfg.learning_rate, cfg.warmup_steps, cfg.seed) \
         == (2, "adamw", 1e-3, 0, 3)
     fine, scratch = quick.finetune_config(base, 11), quick.scratch_config(base, 11)

@@ -68,7 +68,7 @@ class Plan:
         """
         mode = mode or course_config.mode()
         if mode == "quick":
-            return cls("quick", voc_epochs=4, voc_steps=2, voc_heads_epochs=0, heads_epochs=1,
+            return cls("quick", voc_epochs=3, voc_steps=2, voc_heads_epochs=0, heads_epochs=1,
                        all_epochs=2, nuclei_steps=2, optimizer="adamw", learning_rate=1e-3,
                        warmup_steps=0)
         epochs = course_config.FULL.epochs

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from course_lib.viz.plots import show_instances
 
@@ -59,6 +60,7 @@ def plot_losses(results: Mapping, ax: plt.Axes | None = None,
                     label=f"{name}: {'validation' if val else 'training'}")
             drawn[name][key] = values
     ax.set_xlabel("optimizer step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("loss (sum of the five)")
     ax.grid(alpha=0.3)
     if title:
