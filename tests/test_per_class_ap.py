@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+from coco_fixtures import TwoImages
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -106,29 +107,10 @@ def test_per_class_ap_hand_worked_and_errors():
         metrics.per_class_ap(coco_eval, area="huge")
 
 
-class _TwoImages:
-    """32×32 images: squares of class 1 and 2 in the first, one of class 2 in the second."""
-
-    def __init__(self):
-        a = np.zeros((32, 32, 2), bool)
-        a[2:10, 2:10, 0] = True
-        a[15:30, 12:28, 1] = True
-        b = np.zeros((32, 32, 1), bool)
-        b[5:20, 5:25, 0] = True
-        self.items = [(a, np.array([1, 2])), (b, np.array([2]))]
-
-    def __len__(self):
-        return 2
-
-    def load(self, i):
-        masks, ids = self.items[i]
-        return np.full((32, 32, 3), i, np.uint8), masks, ids
-
-
 def test_evaluate_coco_per_class_hand_worked():
     from course_lib.training.evaluate import evaluate_coco
 
-    provider = _TwoImages()
+    provider = TwoImages()
 
     def first_image_only(image):
         if int(image[0, 0, 0]) == 1:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from coco_fixtures import TwoImages
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -77,29 +78,10 @@ def test_image_files_finds_plain_images_and_refuses_empty(tmp_path):
         image_files(tmp_path / "empty")
 
 
-class _TwoImages:
-    """A provider of two 32×32 images: two squares of class 1 and 2, and one of class 2."""
-
-    def __init__(self):
-        a = np.zeros((32, 32, 2), bool)
-        a[2:10, 2:10, 0] = True
-        a[15:30, 12:28, 1] = True
-        b = np.zeros((32, 32, 1), bool)
-        b[5:20, 5:25, 0] = True
-        self.items = [(a, np.array([1, 2])), (b, np.array([2]))]
-
-    def __len__(self):
-        return 2
-
-    def load(self, i):
-        masks, ids = self.items[i]
-        return np.full((32, 32, 3), i, np.uint8), masks, ids
-
-
 def test_coco_ap_of_oracles():
     from course_lib.training.evaluate import evaluate_coco
 
-    provider = _TwoImages()
+    provider = TwoImages()
 
     def oracle(image):
         masks, ids = provider.items[int(image[0, 0, 0])]
