@@ -31,6 +31,10 @@ def _quiet_tensorflow_logs() -> None:
     has_nvidia_driver = _os.path.exists("/proc/driver/nvidia/version") or bool(
         _glob.glob("/dev/nvidia[0-9]*"))
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if has_nvidia_driver else "3")
+    # TensorFlow 2.21 logs through abseil, which ignores the variable until TensorFlow calls
+    # absl::InitializeLog (it does not); the import hook applies the level to those lines.
+    from course_lib import _tf_logs
+    _tf_logs.install("tensorflow")
 
 
 _quiet_tensorflow_logs()
