@@ -46,6 +46,8 @@ def filter_log_text(text: str, min_level: int) -> str:
     following instructions...") goes with it. Every other line is kept: a Python warning
     written right after a dropped record is the program's own, not part of the record.
     FATAL records are always kept; abseil's notice goes when ``min_level`` is above 0.
+
+    Taught in notebooks/00_start_here.
     """
     kept, keep_previous = [], True
     for line in text.splitlines(keepends=True):
@@ -126,6 +128,8 @@ def install(name: str = "tensorflow") -> None:
     """Filter the C++ log lines of the first import of ``name`` (no-op once it is imported).
 
     Only the descriptor-level output of that one import is touched; the hook removes itself.
+
+    Taught in notebooks/00_start_here.
     """
     if name in sys.modules or any(isinstance(f, _OneShotFinder) and f.name == name
                                   for f in sys.meta_path):

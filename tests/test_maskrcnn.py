@@ -39,9 +39,17 @@ def test_presets_follow_the_mode(monkeypatch):
     voc = M.voc_config()
     assert voc.num_classes == 21 and voc.class_names[15] == "person"
     assert voc.anchor_scales == (32, 64, 128, 256, 512)
+    assert voc.image_size == 512 and voc.image_long_side == 500       # the article's 500 px
+    assert full.image_long_side == full.image_size                    # nuclei: no margin
     with pytest.raises(dataclasses.FrozenInstanceError):
         voc.image_size = 256
     assert dataclasses.replace(voc, image_size=256).image_size == 256
+    assert dataclasses.replace(voc, image_size=256).image_long_side == 250   # the same 500/512
+    monkeypatch.setenv("COURSE_MODE", "quick")
+    assert M.voc_config().image_long_side == 125                      # 128 * 500 / 512
+    monkeypatch.setenv("COURSE_MODE", "full")
+    with pytest.raises(ValueError, match="image_fill"):
+        M.nuclei_config(image_fill=1.5)
     with pytest.raises(ValueError, match="multiple of 64"):
         M.nuclei_config(image_size=100)
     assert M.MaskRCNNConfig.from_dict(voc.to_dict()) == voc

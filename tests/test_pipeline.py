@@ -91,6 +91,31 @@ def test_resize_and_pad_shrinking_by_hand():
     np.testing.assert_allclose(P.unresize_boxes(box, window, scale), [[6, 3, 18, 12]], atol=1e-5)
 
 
+def test_resize_to_a_long_side_inside_a_larger_square_by_hand():
+    # The VOC article: a 375 x 500 photo, long side 500 in a 512 square. Scale 500 / 500 = 1,
+    # so nothing is resampled; padding (512 - 375) // 2 = 68 on top, (512 - 500) // 2 = 6 left:
+    # window (68, 6, 443, 506), and every pixel outside it is zero.
+    image, masks, _ = _sample(375, 500, [(100, 200, 150, 260)])
+    img, m, window, scale = P.resize_and_pad(image, masks, 512, long_side=500)
+    assert img.shape == (512, 512, 3) and scale == 1.0
+    np.testing.assert_array_equal(window, [68, 6, 443, 506])
+    np.testing.assert_array_equal(img[68:443, 6:506], image)
+    assert img.sum() == image.astype(np.int64).sum()                  # nothing but zeros added
+    np.testing.assert_array_equal(masks_to_boxes(m), [[168, 206, 218, 266]])
+    # A 750 x 1000 photo halves: window and scale as above, boxes map back to the photo.
+    big, big_masks, _ = _sample(750, 1000, [(200, 400, 300, 520)])
+    _, m2, window2, scale2 = P.resize_and_pad(big, big_masks, 512, long_side=500)
+    assert scale2 == 0.5
+    np.testing.assert_array_equal(window2, [68, 6, 443, 506])
+    np.testing.assert_allclose(P.unresize_boxes(masks_to_boxes(m2), window2, scale2),
+                               [[200, 400, 300, 520]])
+    with pytest.raises(ValueError, match="long_side=600"):
+        P.resize_and_pad(image, masks, 512, long_side=600)
+    ds = P.MaskRCNNDataset(ListSamples([(image, masks, np.array([1], np.int32))]), batch_size=1,
+                           image_size=512, long_side=500, mini_mask_shape=None, shuffle=False)
+    np.testing.assert_array_equal(ds[0]["image_meta"][0], [375, 500, 68, 6, 443, 506, 1.0])
+
+
 def test_batches_have_fixed_shapes():
     provider = _random_provider()
     ds = P.MaskRCNNDataset(provider, batch_size=3, image_size=64, max_instances=6,

@@ -101,10 +101,14 @@ def resize_nearest(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return masks[rows][:, cols]
 
 
-def resize_and_pad(image: np.ndarray, masks: np.ndarray | None, image_size: int
+def resize_and_pad(image: np.ndarray, masks: np.ndarray | None, image_size: int,
+                   long_side: int | None = None
                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
-    """Resize keeping the aspect ratio so the longer side is ``image_size``, then zero-pad to a
-    centred square.
+    """Resize keeping the aspect ratio so the longer side is ``long_side`` (default
+    ``image_size``), then zero-pad to a centred ``image_size`` square.
+
+    ``long_side`` below ``image_size`` leaves a margin on every side, as the VOC article does
+    (500 px on the long side in a 512 square: the network's strides need a multiple of 64).
 
     ``masks`` may be an ``H x W x N`` stack or an ``H x W`` label image (any dtype, resized by
     nearest neighbour, padded with 0).
@@ -116,8 +120,12 @@ def resize_and_pad(image: np.ndarray, masks: np.ndarray | None, image_size: int
 
     Taught in notebooks/09_mask_rcnn.
     """
+    long_side = image_size if long_side is None else int(long_side)
+    if not 0 < long_side <= image_size:
+        raise ValueError(f"resize_and_pad: long_side={long_side} must be in 1..image_size "
+                         f"({image_size}).")
     h, w = image.shape[:2]
-    scale = image_size / max(h, w)
+    scale = long_side / max(h, w)
     nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
     if (nh, nw) == (h, w):
         resized = image
@@ -445,6 +453,8 @@ class MaskRCNNDataset(_ProviderDataset):
             ``load_with_ignore(i)``, see :mod:`course_lib.data.coco`).
         batch_size: images per batch.
         image_size: side ``S`` of the padded square.
+        long_side: the image's longer side after resizing (``None``: ``S``; see
+            :func:`resize_and_pad`).
         max_instances: ground-truth rows per image ``M``.
         mini_mask_shape: ``(h, w)`` of the stored masks (each cropped to its box and resampled,
             float32 coverage in [0, 1]); ``None`` stores full ``S x S`` bool masks.
@@ -484,10 +494,12 @@ class MaskRCNNDataset(_ProviderDataset):
                  max_instances: int = 100, mini_mask_shape: tuple[int, int] | None = (28, 28),
                  augmenter: Augmenter | None = None, shuffle: bool = True, seed: int = 0,
                  drop_remainder: bool = False, workers: int = 1, max_queue_size: int = 10,
-                 max_ignore: int = 32, max_skip_fraction: float = 0.5):
+                 max_ignore: int = 32, max_skip_fraction: float = 0.5,
+                 long_side: int | None = None):
         super().__init__(provider, batch_size, augmenter, shuffle, seed, drop_remainder,
                          workers, max_queue_size, max_skip_fraction)
         self.image_size = int(image_size)
+        self.long_side = None if long_side is None else int(long_side)
         self.max_instances = int(max_instances)
         self.max_ignore = int(max_ignore)
         self.mini_mask_shape = None if mini_mask_shape is None else tuple(mini_mask_shape)
@@ -502,11 +514,13 @@ class MaskRCNNDataset(_ProviderDataset):
         stack = np.concatenate([masks, ign], axis=-1) if k_in else masks
         labels = disjoint_masks_to_labels(stack) if n_in + k_in > 1 else None
         if labels is None:  # overlapping (or a single) instance: carry the mask stack
-            image, stack, window, scale = resize_and_pad(image, stack, self.image_size)
+            image, stack, window, scale = resize_and_pad(image, stack, self.image_size,
+                                                        self.long_side)
             present = stack.any(axis=(0, 1))
             all_boxes = masks_to_boxes(stack)
         else:  # the usual case: one label image instead of N masks, much less work
-            image, labels, window, scale = resize_and_pad(image, labels, self.image_size)
+            image, labels, window, scale = resize_and_pad(image, labels, self.image_size,
+                                                         self.long_side)
             ids = np.arange(1, n_in + k_in + 1)
             present = np.bincount(labels.ravel(), minlength=n_in + k_in + 1)[1:] > 0
             all_boxes = labels_to_boxes(labels, ids)

@@ -76,6 +76,9 @@ class MaskRCNNConfig:
 
     Attributes:
         name: preset name. image_size: side ``S`` of the padded square input (multiple of 64).
+        image_fill: the image's longer side as a fraction of ``S`` (1: no margin; VOC's preset
+            500/512, the article's 500 px in our 512 square); read it as pixels from
+            :attr:`image_long_side`. A fraction, so ``replace(config, image_size=...)`` keeps it.
         num_classes: ``K`` including background (class 0). class_names: ``K`` names.
         backbone: ``"resnet50"``, ``"resnet101"`` or ``"light"`` (quick mode on a CPU).
         pretrained: load ImageNet backbone weights when the file is in the Keras cache.
@@ -108,6 +111,7 @@ class MaskRCNNConfig:
 
     name: str = "maskrcnn"
     image_size: int = 512
+    image_fill: float = 1.0
     num_classes: int = 2
     class_names: tuple = ("background", "object")
     backbone: str = "resnet50"
@@ -148,10 +152,18 @@ class MaskRCNNConfig:
     ignore_ioa: float = 0.5
     seed: int = 42
 
+    @property
+    def image_long_side(self) -> int:
+        """The image's longer side in pixels after resizing (``round(image_size * image_fill)``)."""
+        return max(1, round(self.image_size * self.image_fill))
+
     def __post_init__(self):
         if self.image_size % 64:
             raise ValueError(f"MaskRCNNConfig.image_size={self.image_size}: use a multiple of "
                              f"64 (P6 has stride 64), e.g. {64 * max(1, round(self.image_size / 64))}.")
+        if not 0 < self.image_fill <= 1:
+            raise ValueError(f"MaskRCNNConfig.image_fill={self.image_fill} must be in (0, 1]: "
+                             f"the image's long side as a fraction of image_size.")
         if self.backbone not in fpn_lib.BACKBONES:
             raise ValueError(f"backbone {self.backbone!r} is not one of {fpn_lib.BACKBONES}.")
         if len(self.anchor_scales) != len(self.strides):
@@ -218,7 +230,8 @@ def voc_config(**overrides) -> MaskRCNNConfig:
     """Preset for Pascal VOC (21 classes with background), sized by the course mode.
 
     Default anchor scales 32–512 (full mode, 512 px images); quick mode: 128 px images, the
-    light backbone, scales 16–256, narrower FPN and heads.
+    light backbone, scales 16–256, narrower FPN and heads. Images are resized to 500/512 of
+    the square on their long side (500 px in full mode, as the VOC article does) and padded.
 
     Taught in notebooks/09_mask_rcnn.
     """
@@ -232,6 +245,7 @@ def voc_config(**overrides) -> MaskRCNNConfig:
                       rpn_pre_nms_top_k_test=300, rpn_post_nms_top_n_test=200,
                       rois_per_image=128, detections_per_image=50, detection_pre_nms_top_k=500)
     values.update(overrides)
+    values.setdefault("image_fill", 500 / 512)
     return MaskRCNNConfig(**values)
 
 
@@ -564,9 +578,11 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return image[..., :3]
 
 
-def prepare_images(images, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resize and pad images to the model's square: ``(B, S, S, 3)`` float32 and
-    ``image_meta (B, 7)`` as :class:`~course_lib.data.pipeline.MaskRCNNDataset` makes them.
+def prepare_images(images, image_size: int, long_side: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Resize (longer side ``long_side``, default ``image_size``) and pad images to the model's
+    square: ``(B, S, S, 3)`` float32 and ``image_meta (B, 7)`` as
+    :class:`~course_lib.data.pipeline.MaskRCNNDataset` makes them.
 
     Taught in notebooks/09_mask_rcnn.
     """
@@ -576,7 +592,7 @@ def prepare_images(images, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     for image in images:
         image = _rgb(image)
         h, w = image.shape[:2]
-        padded, _, window, scale = resize_and_pad(image, None, image_size)
+        padded, _, window, scale = resize_and_pad(image, None, image_size, long_side)
         batch.append(padded.astype(np.float32))
         metas.append(np.array([h, w, *window, scale], np.float32))
     return np.stack(batch), np.stack(metas)
@@ -611,7 +627,7 @@ def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
     results = []
     for start in range(0, len(images), batch_size):
         chunk = [_rgb(im) for im in images[start:start + batch_size]]
-        x, meta = prepare_images(chunk, cfg.image_size)
+        x, meta = prepare_images(chunk, cfg.image_size, cfg.image_long_side)
         n_real = len(chunk)
         if n_real < batch_size:  # one compiled shape: pad the last batch with copies
             x = np.concatenate([x, np.repeat(x[-1:], batch_size - n_real, 0)])

@@ -340,7 +340,8 @@ class NucleiExperiments:
         provider = DsbFolderSamples(sample_dirs=self.train_dirs[:self.budget.maskrcnn_images],
                                     holes=row.holes)
         dataset = MaskRCNNDataset(provider, batch_size=settings.batch_size,
-                                  image_size=mcfg.image_size, max_instances=mcfg.max_instances,
+                                  image_size=mcfg.image_size, long_side=mcfg.image_long_side,
+                                  max_instances=mcfg.max_instances,
                                   mini_mask_shape=mcfg.mini_mask_shape,
                                   augmenter=self._flips(row), seed=self.seed)
         (model, inference), _ = self._shared_model(

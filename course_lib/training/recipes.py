@@ -198,6 +198,7 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
 
     settings = _mode_settings(mode)
     common = dict(batch_size=settings.batch_size, image_size=model_config.image_size,
+                  long_side=model_config.image_long_side,
                   max_instances=model_config.max_instances,
                   mini_mask_shape=model_config.mini_mask_shape, workers=workers)
     train_ds = MaskRCNNDataset(train_provider, seed=model_config.seed, **common)
