@@ -1,7 +1,13 @@
 """Benchmark: images/s and peak memory of one Mask R-CNN training step on the CPU.
 
 Run: ``python bench/bench_maskrcnn_step.py [--size 512] [--batch 2] [--instances 40]
-[--steps 3] [--jit]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set unless already given).
+[--steps 3] [--jit] [--peer-python ENV/bin/python]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set
+unless already given).
+
+``--peer-python`` times torchvision's Mask R-CNN on the same batch in the same run
+(``bench/peer_torchvision_maskrcnn.py`` under that interpreter: a throw-away venv with torch
+and torchvision, e.g. ``python -m venv /tmp/tv && /tmp/tv/bin/pip install torch torchvision``;
+the course never depends on them) and reports the measured ratio instead of the recorded one.
 
 Settings as the issue fixes them for the comparison with torchvision's and TensorFlow Model
 Garden's Mask R-CNN: ResNet-50-FPN, 512×512, batch 2, 2 classes, random initialisation,
@@ -19,9 +25,12 @@ included) before and after the steps.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
+import subprocess
+import tempfile
 import time
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -42,7 +51,8 @@ def peak_rss_mib() -> float:
 
 
 def synthetic_batch(cfg: M.MaskRCNNConfig, batch: int, instances: int, seed: int = 0) -> dict:
-    """Random ellipses (``instances`` per image, 8–60 px) as a MaskRCNNDataset-style batch."""
+    """Random ellipses (``instances`` per image, 8–60 px) as a MaskRCNNDataset-style batch,
+    plus ``full_masks`` (B, S, S, instances) bool for the peer (not a model input)."""
     rng = np.random.default_rng(seed)
     s, g = cfg.image_size, cfg.max_instances
     yy, xx = np.mgrid[:s, :s] + 0.5
@@ -51,7 +61,8 @@ def synthetic_batch(cfg: M.MaskRCNNConfig, batch: int, instances: int, seed: int
            "gt_boxes": np.zeros((batch, g, 4), "float32"),
            "gt_class_ids": np.zeros((batch, g), "int32"),
            "gt_masks": np.zeros((batch, *cfg.mini_mask_shape, g), "float32"),
-           "gt_count": np.full(batch, instances, "int32")}
+           "gt_count": np.full(batch, instances, "int32"),
+           "full_masks": np.zeros((batch, s, s, instances), bool)}
     for b in range(batch):
         masks = []
         for _ in range(instances):
@@ -65,7 +76,21 @@ def synthetic_batch(cfg: M.MaskRCNNConfig, batch: int, instances: int, seed: int
         out["gt_boxes"][b, :instances] = boxes
         out["gt_class_ids"][b, :instances] = 1
         out["gt_masks"][b, ..., :instances] = minimize_masks(masks, boxes, cfg.mini_mask_shape)
+        out["full_masks"][b] = masks
     return out
+
+
+def time_peer(python: str, batch: dict, instances: int, steps: int) -> dict:
+    """torchvision's step on ``batch`` in a subprocess under ``python`` (its own venv)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "peer_torchvision_maskrcnn.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "batch.npz")
+        np.savez(path, images=batch["images"], boxes=batch["gt_boxes"][:, :instances],
+                 masks=batch["full_masks"])
+        done = subprocess.run([python, script, path, "--steps", str(steps)], check=True,
+                              capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def time_steps(step, steps: int) -> tuple[float, list[float]]:
@@ -89,6 +114,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--jit", action="store_true", help="compile the step with XLA")
     parser.add_argument("--skip-backbone-reference", action="store_true")
+    parser.add_argument("--peer-python", help="interpreter of a venv with torch + torchvision")
     args = parser.parse_args()
 
     cfg = M.MaskRCNNConfig(image_size=args.size, num_classes=2, backbone=args.backbone,
@@ -97,6 +123,14 @@ def main() -> None:
     rss0 = peak_rss_mib()
     training, _ = M.build_models(cfg, verbose=False)
     batch = synthetic_batch(cfg, args.batch, args.instances)
+    peer = None
+    if args.peer_python:   # first, so its threads do not share the cores with TensorFlow's
+        peer = time_peer(args.peer_python, batch, args.instances, args.steps)
+        print(f"peer {peer['peer']}, {peer['threads']} threads: first step {peer['first_s']:.1f}"
+              f" s, then {peer['median_s']:.2f} s/step (runs "
+              f"{', '.join(f'{t:.2f}' for t in peer['times_s'])}), "
+              f"{peer['parameters']:,} parameters", flush=True)
+    batch.pop("full_masks")
     training.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=args.jit)
     rss_built = peak_rss_mib()
     first, times = time_steps(lambda: training.train_on_batch(batch), args.steps)
@@ -109,6 +143,9 @@ def main() -> None:
     print(f"full train step: first (compile) {first:.1f} s, then {step:.2f} s/step "
           f"(runs {', '.join(f'{t:.2f}' for t in times)}) -> {ips:.3f} images/s, "
           f"{ips / PEER_IMAGES_PER_S:.2f}x the peers' {PEER_IMAGES_PER_S} images/s")
+    if peer is not None:
+        print(f"measured in this run: ours {step:.2f} s/step vs torchvision {peer['median_s']:.2f}"
+              f" s/step -> ours runs at {peer['median_s'] / step:.2f}x the peer's images/s")
     print(f"peak RSS: {rss0:.0f} MiB at start, {rss_built:.0f} built, {rss_trained:.0f} after "
           f"training steps (+{rss_trained - rss_built:.0f} MiB for the step)")
 

@@ -160,6 +160,34 @@ def test_logs_csv_and_tensorboard(tmp_path):
     assert result.history["loss"][1] < result.history["loss"][0]  # it learns
 
 
+def test_without_tensorboard_the_run_says_so_and_still_logs_csv(tmp_path, monkeypatch):
+    # TensorFlow 2.21 stopped installing tensorboard: Keras' callback then raises
+    # TBNotInstalledError at the first epoch's end. The engine must check first and say so.
+    from course_lib.training import engine
+
+    monkeypatch.setattr(engine, "tensorboard_installed", lambda: False)
+    said = []
+    cfg = TrainConfig(epochs=1, learning_rate=0.01, verbose=0)
+    train(lambda: AddsItsLoss(name="standin"), RegressionBatches(), tmp_path / "run", cfg,
+          print_fn=said.append)
+    assert any("TensorBoard is not installed" in line for line in said), said
+    assert not any("tensorboard --logdir" in line for line in said)
+    assert not (tmp_path / "run" / "logs" / "tensorboard").exists()
+    with open(tmp_path / "run" / "logs" / "train.csv") as f:
+        assert len(list(csv.DictReader(f))) == 1
+
+
+def test_tensorboard_installed_reads_the_environment():
+    from course_lib.training.engine import tensorboard_installed
+
+    try:
+        import tensorboard  # noqa: F401
+        expected = True
+    except ImportError:
+        expected = False
+    assert tensorboard_installed() is expected
+
+
 def test_run_folder_of_another_model_is_refused(tmp_path):
     run = tmp_path / "run"
     cfg = TrainConfig(epochs=1, **QUIET)

@@ -28,6 +28,7 @@ Run folder layout::
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -394,6 +395,17 @@ def _save_final(model: keras.Model, run_dir: Path) -> Path:
 # train
 # --------------------------------------------------------------------------------------
 
+def tensorboard_installed() -> bool:
+    """Whether the ``tensorboard`` package is importable (Keras' callback needs it to write).
+
+    TensorFlow installed it up to 2.20 and no longer does from 2.21, so the course lists it
+    itself; ``train`` checks anyway and says so instead of failing mid-run when it is missing.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    return importlib.util.find_spec("tensorboard") is not None
+
+
 def train(model: keras.Model | Callable[[], keras.Model], train_data, run_dir: str | Path,
           config: TrainConfig = TrainConfig(), *, val_data=None, loss=None, metrics=None,
           callbacks: Sequence[keras.callbacks.Callback] = (), model_name: str | None = None,
@@ -463,9 +475,12 @@ def _run(model, train_data, run_dir, config, val_data, loss, metrics, extra_call
     state = dict(ckpt.state) if ckpt else {"epoch": 0, "batch": 0, "step": 0, "stage": 0}
     print_fn(f"Run folder: {run_dir}  (model {name}, precision {policy}, "
              f"{distribution.replicas} device(s) via {distribution.engine})")
+    tensorboard = config.tensorboard and tensorboard_installed()
     print_fn(f"  checkpoints: {manager.directory}   logs: {logs_dir / 'train.csv'}"
-             + (f"   tensorboard --logdir {logs_dir / 'tensorboard'}" if config.tensorboard
-                else ""))
+             + (f"   tensorboard --logdir {logs_dir / 'tensorboard'}" if tensorboard else ""))
+    if config.tensorboard and not tensorboard:
+        print_fn("  TensorBoard is not installed, so this run writes no TensorBoard logs "
+                 "(train.csv has every number); `pip install tensorboard` to get them.")
     result = TrainResult(model=model, run_dir=run_dir, resumed_from=ckpt.manifest if ckpt else None)
     if ckpt and not state.get("finished"):
         print_fn(f"  resuming from {ckpt.manifest.name}: epoch {state['epoch'] + 1}, batch "
@@ -534,7 +549,7 @@ def _run(model, train_data, run_dir, config, val_data, loss, metrics, extra_call
             cbs = [position, NonFiniteLossGuard(position, checkpointer), checkpointer,
                    LearningRateLogger(),
                    keras.callbacks.CSVLogger(str(logs_dir / "train.csv"), append=True)]
-            if config.tensorboard:
+            if tensorboard:
                 cbs.append(keras.callbacks.TensorBoard(str(logs_dir / "tensorboard"),
                                                        write_graph=False))
             if config.early_stopping_patience:

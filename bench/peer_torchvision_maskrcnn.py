@@ -1,0 +1,72 @@
+"""The peer for ``bench_maskrcnn_step.py``: torchvision's Mask R-CNN, one training step timed.
+
+Runs in a throw-away environment with torch and torchvision (the course never depends on
+them); ``bench_maskrcnn_step.py --peer-python ENV/bin/python`` calls it on the same batch in
+the same run. Standalone: ``python bench/peer_torchvision_maskrcnn.py BATCH.npz --steps 3``
+where the ``.npz`` holds ``images`` (B, S, S, 3) float32 0..255, ``boxes`` (B, N, 4) float32
+(y1, x1, y2, x2) pixel edges and ``masks`` (B, S, S, N) bool.
+
+Settings as the course's benchmark: ResNet-50-FPN with random initialisation (torchvision then
+trains every backbone layer and uses ordinary BatchNorm), 2 classes, the images kept at S
+(``min_size = max_size = S``, so torchvision does not scale them to 800), torchvision's defaults
+for everything the paper fixes (256 anchors, 2000 proposals, 512 RoIs, 25 % positive), SGD
+0.01 with momentum 0.9, the CPU with as many threads as cores. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+import torchvision
+from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("batch")
+    parser.add_argument("--steps", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    data = np.load(args.batch)
+    size = data["images"].shape[1]
+    images = [torch.from_numpy(im).permute(2, 0, 1) / 255.0 for im in data["images"]]
+    targets = []
+    for boxes, masks in zip(data["boxes"], data["masks"], strict=True):
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        targets.append({
+            "boxes": torch.from_numpy(boxes[keep][:, [1, 0, 3, 2]]),     # torchvision: x1 y1 x2 y2
+            "labels": torch.ones(int(keep.sum()), dtype=torch.int64),
+            "masks": torch.from_numpy(np.moveaxis(masks[..., keep], -1, 0).astype(np.uint8))})
+
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2,
+                                  min_size=size, max_size=size)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> float:
+        start = time.perf_counter()
+        losses = model(images, targets)
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    first = step()
+    times = [step() for _ in range(args.steps)]
+    print(json.dumps({"peer": f"torchvision {torchvision.__version__} (torch {torch.__version__})",
+                      "threads": torch.get_num_threads(), "first_s": first, "times_s": times,
+                      "median_s": statistics.median(times),
+                      "parameters": sum(p.numel() for p in model.parameters())}))
+
+
+if __name__ == "__main__":
+    main()
