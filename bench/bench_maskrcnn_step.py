@@ -1,8 +1,8 @@
 """Benchmark: images/s and peak memory of one Mask R-CNN training step on the CPU.
 
 Run: ``python bench/bench_maskrcnn_step.py [--size 512] [--batch 2] [--instances 40]
-[--steps 3] [--jit] [--peer-python ENV/bin/python]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set
-unless already given).
+[--steps 3] [--jit] [--mask-rois M] [--peer-python ENV/bin/python]`` (CPU:
+``CUDA_VISIBLE_DEVICES=`` is set unless already given).
 
 ``--peer-python`` times torchvision's Mask R-CNN on the same batch in the same run
 (``bench/peer_torchvision_maskrcnn.py`` under that interpreter: a throw-away venv with torch
@@ -115,13 +115,17 @@ def main() -> None:
     parser.add_argument("--jit", action="store_true", help="compile the step with XLA")
     parser.add_argument("--skip-backbone-reference", action="store_true")
     parser.add_argument("--peer-python", help="interpreter of a venv with torch + torchvision")
+    parser.add_argument("--mask-rois", type=int, default=None,
+                        help="MaskRCNNConfig.mask_rois_per_image (default: the whole positive "
+                             "slice, the paper)")
     args = parser.parse_args()
 
     cfg = M.MaskRCNNConfig(image_size=args.size, num_classes=2, backbone=args.backbone,
-                           pretrained=False, max_instances=max(64, args.instances))
+                           pretrained=False, max_instances=max(64, args.instances),
+                           mask_rois_per_image=args.mask_rois)
     keras.utils.set_random_seed(0)
     rss0 = peak_rss_mib()
-    training, _ = M.build_models(cfg, verbose=False)
+    training, inference = M.build_models(cfg, verbose=False)
     batch = synthetic_batch(cfg, args.batch, args.instances)
     peer = None
     if args.peer_python:   # first, so its threads do not share the cores with TensorFlow's
@@ -129,8 +133,14 @@ def main() -> None:
         print(f"peer {peer['peer']}, {peer['threads']} threads: first step {peer['first_s']:.1f}"
               f" s, then {peer['median_s']:.2f} s/step (runs "
               f"{', '.join(f'{t:.2f}' for t in peer['times_s'])}), "
-              f"{peer['parameters']:,} parameters", flush=True)
+              f"{peer['parameters']:,} parameters; its mask head ran on "
+              f"{peer['positive_rois_per_image']:.1f} positive RoIs per image", flush=True)
     batch.pop("full_masks")
+    # the same sampler on the same batch (random init, so proposals are as random as the peer's)
+    found = float(np.mean(np.sum(M.run_stages(inference, batch)["roi_positive"], axis=1)))
+    print(f"ours: the sampler found {found:.1f} positive RoIs per image; the mask head runs on "
+          f"{cfg.mask_rois} slots per image (positive slice {cfg.positive_rois}, "
+          f"mask_rois_per_image={cfg.mask_rois_per_image})", flush=True)
     training.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=args.jit)
     rss_built = peak_rss_mib()
     first, times = time_steps(lambda: training.train_on_batch(batch), args.steps)

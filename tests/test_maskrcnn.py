@@ -249,3 +249,37 @@ def test_overfits_one_batch_and_then_finds_its_objects():
         assert ious.min() >= 0.6, ious                        # every object found, well masked
         assert confident.sum() <= gt.shape[-1] + 1             # and little else
         assert np.all(r["class_ids"][confident] == 1)
+
+
+def test_a_mask_roi_cap_trains_the_mask_on_the_first_positives_only():
+    # Oracle: the uncapped model's own stage outputs (same weights, same sampler seed), with the
+    # mask loss worked out in NumPy on the first M slots: BCE of the gt-class channel, averaged
+    # over pixels, then over the positive slots among those M.
+    cfg = tiny_config()
+    with pytest.raises(ValueError, match="mask_rois_per_image=0"):
+        dataclasses.replace(cfg, mask_rois_per_image=0)
+    with pytest.raises(ValueError, match="positive slice"):
+        dataclasses.replace(cfg, mask_rois_per_image=cfg.positive_rois + 1)
+    capped_cfg = dataclasses.replace(cfg, mask_rois_per_image=1)
+    assert (cfg.mask_rois, capped_cfg.mask_rois) == (cfg.positive_rois, 1)
+    assert M.MaskRCNNConfig.from_dict(capped_cfg.to_dict()) == capped_cfg
+    batch, _ = blob_batch(cfg)
+    keras.utils.set_random_seed(0)
+    _, full = M.build_models(cfg, verbose=False)
+    _, capped = M.build_models(capped_cfg, verbose=False)
+    capped.set_weights(full.get_weights())
+    st, cap = M.run_stages(full, batch), M.run_stages(capped, batch)
+    np.testing.assert_array_equal(st["roi_boxes"], cap["roi_boxes"])       # the same sample
+    assert st["roi_positive"].sum(axis=1).max() > 1                        # the cap bites
+    assert cap["train_mask_logits"].shape[1] == 1
+    for name in ("rpn_class_loss", "rpn_box_loss", "class_loss", "box_loss"):
+        assert cap["losses"][name] == pytest.approx(st["losses"][name], rel=1e-5)
+    logits = st["train_mask_logits"][:, :1].astype("float64")              # (B, 1, h, w, K)
+    classes = st["roi_class_targets"][:, :1]
+    picked = np.take_along_axis(logits, classes[:, :, None, None, None].clip(0), -1)[..., 0]
+    target = st["mask_targets"][:, :1]
+    bce = np.maximum(picked, 0) - picked * target + np.log1p(np.exp(-np.abs(picked)))
+    positive = st["roi_positive"][:, :1]
+    expected = bce.mean(axis=(2, 3))[positive].mean()
+    assert cap["losses"]["mask_loss"] == pytest.approx(expected, rel=1e-4)
+    assert st["losses"]["mask_loss"] != pytest.approx(expected, rel=1e-4)  # all slots differ

@@ -13,6 +13,7 @@ from skimage import draw
 from course_lib.data import nuclei
 from course_lib.data.synthetic.nuclei import make_nuclei
 from course_lib.metrics import dsb_average_precision
+from course_lib.models import classical
 from course_lib.models.classical import otsu_foreground, otsu_instances
 from course_lib.ops.masks import masks_to_labels
 from course_lib.training import experiments as X
@@ -71,6 +72,43 @@ def test_otsu_fills_holes_and_drops_specks_and_survives_a_flat_image():
     assert found[24, 22] > 0 and found[2, 2] == 0
     flat = np.full((16, 16, 3), 90, np.uint8)
     assert otsu_instances(flat).max() == 0
+
+
+def _write_dsb_sample(root: Path, sample_id: str, image: np.ndarray, labels: np.ndarray):
+    """One DSB-layout folder: ``images/<id>.png`` and one mask PNG per label."""
+    from PIL import Image
+
+    (root / sample_id / "images").mkdir(parents=True)
+    (root / sample_id / "masks").mkdir()
+    Image.fromarray(image).save(root / sample_id / "images" / f"{sample_id}.png")
+    for k in range(1, labels.max() + 1):
+        Image.fromarray(np.where(labels == k, 255, 0).astype(np.uint8)).save(
+            root / sample_id / "masks" / f"m{k}.png")
+
+
+def test_the_baseline_command_scores_a_folder_per_modality(tmp_path, capsys):
+    # Oracle: two hand-made images the baseline segments (the test above: >= 0.9 each), one
+    # bright on dark (fluorescence by the colour rule), one dark on bright (bright-field), and
+    # a third whose truth is a nucleus where the image shows nothing, so it scores exactly 0.
+    bright, labels = _two_touching_disks(True)
+    dark, _ = _two_touching_disks(False)
+    empty_truth = np.zeros_like(labels)
+    empty_truth[5:15, 5:15] = 1
+    _write_dsb_sample(tmp_path, "a_fluo", bright, labels)
+    _write_dsb_sample(tmp_path, "b_bright", dark, labels)
+    _write_dsb_sample(tmp_path, "c_missed", bright, empty_truth)
+    one = dsb_average_precision(labels, otsu_instances(bright))
+    scores = classical.main([str(tmp_path)])
+    assert scores["fluorescence"] == pytest.approx([one, 0.0])
+    assert scores["brightfield"] == pytest.approx([dsb_average_precision(labels,
+                                                                         otsu_instances(dark))])
+    assert len(scores["all"]) == 3 and min(scores["all"][:2]) >= 0.9
+    out = capsys.readouterr().out
+    assert f"fluorescence: DSB score {one / 2:.3f} on 2 images" in out
+    assert "  all: DSB score" in out
+    assert classical.score_folder(tmp_path, every=2)["all"] == pytest.approx([one, 0.0])
+    with pytest.raises(ValueError, match="every=0"):
+        classical.score_folder(tmp_path, every=0)
 
 
 # --- modality and the stratified split -----------------------------------------------------

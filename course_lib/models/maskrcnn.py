@@ -92,6 +92,13 @@ class MaskRCNNConfig:
         rpn_post_nms_top_n_train / _test: proposals after NMS (2000 / 1000).
         rpn_nms_threshold: 0.7. rpn_min_size: smallest proposal side in pixels.
         rois_per_image / roi_positive_fraction / roi_positive_iou: RoI sampling (512, 0.25, 0.5).
+        mask_rois_per_image: how many of the positive slice's slots the mask head trains on
+            (``None``: all ``P = rois * fraction``, the paper). The sampler puts the positives
+            first in random order, so a cap ``M < P`` trains the mask on a uniform random
+            ``M`` of them when there are more (the loss stays the mean over positives, an
+            unbiased estimate) and loses nothing when there are fewer. The mask head is the
+            costliest part of a training step (≈ 1 GFLOP forward per RoI at 14×14×256), so
+            this is the first speed lever; ``bench/bench_maskrcnn_step.py --mask-rois``.
         pool_size / mask_pool_size / mask_shape: RoIAlign 7×7 and 14×14, masks 28×28.
         box_head_dim: the two FC layers (1024). mask_head_channels: mask convs (256).
         mask_head_norm: ``"none"`` or ``"group"``.
@@ -135,6 +142,7 @@ class MaskRCNNConfig:
     rois_per_image: int = 512
     roi_positive_fraction: float = 0.25
     roi_positive_iou: float = 0.5
+    mask_rois_per_image: int | None = None
     pool_size: int = 7
     mask_pool_size: int = 14
     mask_shape: int = 28
@@ -171,6 +179,12 @@ class MaskRCNNConfig:
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"class_names has {len(self.class_names)} names for num_classes="
                              f"{self.num_classes} (background included).")
+        if self.mask_rois_per_image is not None and not (
+                1 <= self.mask_rois_per_image <= self.positive_rois):
+            raise ValueError(
+                f"mask_rois_per_image={self.mask_rois_per_image} must be None or between 1 "
+                f"and the positive slice, {self.positive_rois} (rois_per_image × "
+                "roi_positive_fraction).")
         if self.mask_shape != 2 * self.mask_pool_size:
             raise ValueError("mask_shape must be 2 * mask_pool_size (one 2×2 transposed conv).")
 
@@ -178,6 +192,13 @@ class MaskRCNNConfig:
     def positive_rois(self) -> int:
         """``P``: the positive slice the mask head trains on (``rois * fraction``)."""
         return positive_slots(self.rois_per_image, self.roi_positive_fraction)
+
+    @property
+    def mask_rois(self) -> int:
+        """``M``: the slots of the positive slice the mask head trains on (``<= P``)."""
+        if self.mask_rois_per_image is None:
+            return self.positive_rois
+        return self.mask_rois_per_image
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (tuples become lists)."""
@@ -419,13 +440,16 @@ class MaskRCNN(keras.Model):
                                 gt["mini"], seed=self.seed_generator, ignore_ioa=cfg.ignore_ioa)
         rois = ops.stop_gradient(roi_t["rois"])
         class_logits, box_deltas = self.box_head(self.box_align(rois, pyramid[:4]))
-        p = cfg.positive_rois
-        mask_logits = self.mask_head(self.mask_align(rois[:, :p], pyramid[:4]))
+        # The mask head runs on the first M slots of the positive slice only: the mask loss is
+        # defined on positives, and the sampler put them first, in random order.
+        m = cfg.mask_rois
+        mask_logits = self.mask_head(self.mask_align(rois[:, :m], pyramid[:4]))
         losses["class_loss"] = L.class_loss(class_logits, roi_t["class_targets"])
         losses["box_loss"] = L.box_loss(box_deltas, roi_t["box_targets"],
                                         roi_t["class_targets"])
-        losses["mask_loss"] = L.mask_loss(mask_logits, roi_t["mask_targets"],
-                                          roi_t["class_targets"][:, :p], roi_t["positive"])
+        losses["mask_loss"] = L.mask_loss(mask_logits, roi_t["mask_targets"][:, :m],
+                                          roi_t["class_targets"][:, :m],
+                                          roi_t["positive"][:, :m])
         if not keep_stages:
             return losses
         return {"losses": losses, "rpn_target_indices": rpn_t["indices"],
