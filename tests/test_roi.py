@@ -354,15 +354,44 @@ def test_roi_align_ops_matches_reference(aligned, sampling_ratio, out):
         np.testing.assert_allclose(got[b], want, atol=1e-4)
 
 
-def test_multilevel_roi_align_ops_matches_reference():
+@pytest.mark.parametrize("for_training", [False, True])
+def test_multilevel_roi_align_ops_matches_reference(for_training, monkeypatch):
+    # Chunks of 3 and 7 boxes (not divisors of 80), so both gather sizes cross chunk edges.
+    monkeypatch.setattr(roi, "GATHER_CHUNK_BYTES", 3 * 49 * 16 * 3 * 4)
+    monkeypatch.setattr(roi, "TRAIN_GATHER_CHUNK_BYTES", 7 * 49 * 16 * 3 * 4)
     rng = np.random.default_rng(8)
     pyramid = [rng.normal(size=(2, 64 // 2**i, 48 // 2**i, 3)) for i in range(4)]
     boxes = np.stack([_random_boxes(rng, 40, 500) for _ in range(2)])
-    got = np.asarray(roi.multilevel_roi_align_ops(pyramid, boxes, 7))
+    got = np.asarray(roi.multilevel_roi_align_ops(pyramid, boxes, 7, for_training=for_training))
     for b in range(2):
         want = roi.multilevel_roi_align([p[b] for p in pyramid], boxes[b], 7)
         np.testing.assert_allclose(got[b], want, atol=1e-4)
     assert len(set(roi.fpn_level(boxes.reshape(-1, 4)))) >= 3  # the test spans levels
+
+
+def test_multilevel_roi_align_gradient_is_the_reference_transposed(monkeypatch):
+    # RoIAlign is linear in the maps, out = A·F, so for any direction E the gradient g of
+    # sum(w · out) satisfies <g, E> = sum(w · A·E): the NumPy reference applied to E is the
+    # oracle. Checked for the training gather (large chunks) and the forward one (small).
+    import tensorflow as tf
+
+    monkeypatch.setattr(roi, "GATHER_CHUNK_BYTES", 3 * 9 * 16 * 2 * 4)
+    monkeypatch.setattr(roi, "TRAIN_GATHER_CHUNK_BYTES", 7 * 9 * 16 * 2 * 4)
+    rng = np.random.default_rng(9)
+    pyramid = [tf.constant(rng.normal(size=(1, 32 // 2**i, 32 // 2**i, 2)), tf.float32)
+               for i in range(4)]
+    boxes = _random_boxes(rng, 20, 250)[None]
+    w = rng.normal(size=(1, 20, 3, 3, 2))
+    direction = [rng.normal(size=p.shape) for p in pyramid]
+    want = float(np.sum(w[0] * roi.multilevel_roi_align([d[0] for d in direction], boxes[0], 3)))
+    for for_training in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch(pyramid)
+            out = roi.multilevel_roi_align_ops(pyramid, boxes, 3, for_training=for_training)
+            total = tf.reduce_sum(tf.constant(w, tf.float32) * out)
+        grads = tape.gradient(total, pyramid)
+        got = sum(float(np.sum(np.asarray(g) * d)) for g, d in zip(grads, direction, strict=True))
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-4), for_training
 
 
 # ------------------------------------------------------------------- the exercise checks

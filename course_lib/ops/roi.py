@@ -59,8 +59,16 @@ __all__ = [
 #: even after float rounding (torchvision and detectron2 do the same).
 LEVEL_EPS = 1e-6
 
-#: Bytes of gathered neighbours the keras.ops twin holds at once (see ``_align_from_flat``).
+#: Bytes of gathered neighbours the keras.ops twin holds at once (see ``_align_from_flat``):
+#: small, so each chunk stays in the CPU cache, which is what a forward pass wants.
 GATHER_CHUNK_BYTES = 4 * 2**20
+#: The same when gradients flow (``for_training=True``). The backward of every ``ops.map``
+#: step adds a dense gradient the size of the whole feature table (≈ 45 MB for P2-P5 of two
+#: 512² images), so its cost is (number of chunks) × (table size): 4 MiB chunks made that
+#: 460 × 45 MB per step. Measured at 512², batch 2 (box 1,024 RoIs at 7×7 / mask 256 RoIs at
+#: 14×14, forward + backward): 4.2 / 5.0 s at 4 MiB, 1.4 / 1.7 s at 16 MB, 0.84 / 0.81 s at
+#: 64 MiB, 1.0 / 0.81 s at 256 MB (bench/README.md).
+TRAIN_GATHER_CHUNK_BYTES = 64 * 2**20
 
 
 # ------------------------------------------------------------------------------------------
@@ -412,7 +420,8 @@ def _sample_grid_ops(boxes, scale, out_h: int, out_w: int, sampling_ratio: int, 
     return ys, xs
 
 
-def _align_from_flat(flat, base, height, width, ys, xs, out_h: int, out_w: int, sr: int):
+def _align_from_flat(flat, base, height, width, ys, xs, out_h: int, out_w: int, sr: int,
+                     chunk_bytes: int = GATHER_CHUNK_BYTES):
     """Bilinear samples averaged per bin, gathered from a flattened feature table.
 
     Args:
@@ -420,6 +429,8 @@ def _align_from_flat(flat, base, height, width, ys, xs, out_h: int, out_w: int, 
         base: ``(B, N)`` int32 row of ``flat`` where each box's map starts.
         height, width: ``(B, N)`` float32 size of each box's map.
         ys, xs: ``(B, N, h*sr)`` and ``(B, N, w*sr)`` sample positions.
+        chunk_bytes: gathered bytes per ``ops.map`` step (:data:`GATHER_CHUNK_BYTES`, or
+            :data:`TRAIN_GATHER_CHUNK_BYTES` when gradients flow).
 
     Returns ``(B, N, h, w, C)``.
     """
@@ -462,7 +473,7 @@ def _align_from_flat(flat, base, height, width, ys, xs, out_h: int, out_w: int, 
     # gather and reduce a few boxes at a time, keeping each chunk in the CPU cache.
     index = ops.reshape(index, (-1, out_h * out_w, k))
     weight = ops.reshape(weight, (-1, out_h * out_w, 1, k))
-    chunk = max(1, GATHER_CHUNK_BYTES // (out_h * out_w * k * int(channels) * 4))
+    chunk = max(1, chunk_bytes // (out_h * out_w * k * int(channels) * 4))
     rows = ops.shape(index)[0]
     # Pad to whole chunks, always by at least one row so that even zero boxes make one chunk
     # (keras.ops.map looks at the first element). Padded rows read cell 0 with weight 0.
@@ -522,7 +533,8 @@ def roi_align_ops(features, boxes, output_size, spatial_scale: float, sampling_r
 
 def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, sampling_ratio: int = 2,
                              aligned: bool = True, strides=None, k0: int = 4,
-                             canonical: float = 224.0, min_level: int = 2):
+                             canonical: float = 224.0, min_level: int = 2,
+                             for_training: bool = False):
     """Multi-level RoIAlign in ``keras.ops`` (twin of :func:`multilevel_roi_align`).
 
     Fixed shapes without sorting boxes by level: all levels are flattened into one table
@@ -533,6 +545,9 @@ def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, samplin
     Args:
         feature_list: ``[(B, H_l, W_l, C), ...]`` from ``P_min_level`` up, static sizes.
         boxes: ``(B, N, 4)`` in image pixels.
+        for_training: gradients will flow back into the maps: gather in larger chunks
+            (:data:`TRAIN_GATHER_CHUNK_BYTES`), which makes the backward ~5× cheaper and the
+            forward ~4× dearer. The result is the same either way.
         Others as in :func:`multilevel_roi_align`.
 
     Returns:
@@ -567,4 +582,5 @@ def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, samplin
     width = lookup([w for _, w in sizes], "float32")
     scale = lookup([1.0 / s for s in strides], "float32")
     ys, xs = _sample_grid_ops(boxes, scale, out_h, out_w, sr, aligned)
-    return _align_from_flat(flat, base, height, width, ys, xs, out_h, out_w, sr)
+    chunk_bytes = TRAIN_GATHER_CHUNK_BYTES if for_training else GATHER_CHUNK_BYTES
+    return _align_from_flat(flat, base, height, width, ys, xs, out_h, out_w, sr, chunk_bytes)
