@@ -97,8 +97,9 @@ class MaskRCNNConfig:
             first in random order, so a cap ``M < P`` trains the mask on a uniform random
             ``M`` of them when there are more (the loss stays the mean over positives, an
             unbiased estimate) and loses nothing when there are fewer. The mask head is the
-            costliest part of a training step (≈ 1 GFLOP forward per RoI at 14×14×256), so
-            this is the first speed lever; ``bench/bench_maskrcnn_step.py --mask-rois``.
+            costliest piece of a training step (≈ 1 GFLOP forward per RoI at 14×14×256;
+            7.2 s of a 19 s step for 256 RoIs at 512² on 2 CPU cores), so this is a speed
+            lever; ``bench/bench_maskrcnn_step.py --mask-rois``.
         pool_size / mask_pool_size / mask_shape: RoIAlign 7×7 and 14×14, masks 28×28.
         box_head_dim: the two FC layers (1024). mask_head_channels: mask convs (256).
         mask_head_norm: ``"none"`` or ``"group"``.
