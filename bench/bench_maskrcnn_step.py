@@ -1,8 +1,13 @@
 """Benchmark: images/s and peak memory of one Mask R-CNN training step on the CPU.
 
 Run: ``python bench/bench_maskrcnn_step.py [--size 512] [--batch 2] [--instances 40]
-[--steps 3] [--jit] [--mask-rois M] [--peer-python ENV/bin/python]`` (CPU:
-``CUDA_VISIBLE_DEVICES=`` is set unless already given).
+[--steps 3] [--jit] [--mask-rois M] [--precision mixed_bfloat16]
+[--peer-python ENV/bin/python]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set unless already given).
+
+``--precision mixed_bfloat16`` builds our model under Keras's mixed policy (bfloat16 compute,
+float32 variables) and runs the peer under ``torch.autocast("cpu", dtype=torch.bfloat16)``, the
+same trade on both sides; on a CPU with AVX-512 BF16 (this one) it roughly halves a
+convolution-bound step.
 
 ``--peer-python`` times torchvision's Mask R-CNN on the same batch in the same run
 (``bench/peer_torchvision_maskrcnn.py`` under that interpreter: a throw-away venv with torch
@@ -80,15 +85,18 @@ def synthetic_batch(cfg: M.MaskRCNNConfig, batch: int, instances: int, seed: int
     return out
 
 
-def time_peer(python: str, batch: dict, instances: int, steps: int) -> dict:
-    """torchvision's step on ``batch`` in a subprocess under ``python`` (its own venv)."""
+def time_peer(python: str, batch: dict, instances: int, steps: int,
+              bf16: bool = False) -> dict:
+    """torchvision's step on ``batch`` in a subprocess under ``python`` (its own venv),
+    under bfloat16 autocast when ``bf16``."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                           "peer_torchvision_maskrcnn.py")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "batch.npz")
         np.savez(path, images=batch["images"], boxes=batch["gt_boxes"][:, :instances],
                  masks=batch["full_masks"])
-        done = subprocess.run([python, script, path, "--steps", str(steps)], check=True,
+        done = subprocess.run([python, script, path, "--steps", str(steps)]
+                              + (["--bf16"] if bf16 else []), check=True,
                               capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -118,7 +126,11 @@ def main() -> None:
     parser.add_argument("--mask-rois", type=int, default=None,
                         help="MaskRCNNConfig.mask_rois_per_image (default: the whole positive "
                              "slice, the paper)")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
+                        help="Keras dtype policy for ours; the peer runs under bfloat16 autocast "
+                             "when mixed_bfloat16")
     args = parser.parse_args()
+    keras.mixed_precision.set_dtype_policy(args.precision)
 
     cfg = M.MaskRCNNConfig(image_size=args.size, num_classes=2, backbone=args.backbone,
                            pretrained=False, max_instances=max(64, args.instances),
@@ -129,7 +141,8 @@ def main() -> None:
     batch = synthetic_batch(cfg, args.batch, args.instances)
     peer = None
     if args.peer_python:   # first, so its threads do not share the cores with TensorFlow's
-        peer = time_peer(args.peer_python, batch, args.instances, args.steps)
+        peer = time_peer(args.peer_python, batch, args.instances, args.steps,
+                         bf16=args.precision == "mixed_bfloat16")
         print(f"peer {peer['peer']}, {peer['threads']} threads: first step {peer['first_s']:.1f}"
               f" s, then {peer['median_s']:.2f} s/step (runs "
               f"{', '.join(f'{t:.2f}' for t in peer['times_s'])}), "
@@ -148,7 +161,7 @@ def main() -> None:
     step = statistics.median(times)
     ips = args.batch / step
     print(f"backend {keras.backend.backend()}, {cfg.backbone}-FPN {args.size}², batch "
-          f"{args.batch}, {args.instances} instances/image, jit={args.jit}, "
+          f"{args.batch}, {args.instances} instances/image, jit={args.jit}, {args.precision}, "
           f"{training.count_params():,} parameters")
     print(f"full train step: first (compile) {first:.1f} s, then {step:.2f} s/step "
           f"(runs {', '.join(f'{t:.2f}' for t in times)}) -> {ips:.3f} images/s, "

@@ -4,7 +4,9 @@ Runs in a throw-away environment with torch and torchvision (the course never de
 them); ``bench_maskrcnn_step.py --peer-python ENV/bin/python`` calls it on the same batch in
 the same run. Standalone: ``python bench/peer_torchvision_maskrcnn.py BATCH.npz --steps 3``
 where the ``.npz`` holds ``images`` (B, S, S, 3) float32 0..255, ``boxes`` (B, N, 4) float32
-(y1, x1, y2, x2) pixel edges and ``masks`` (B, S, S, N) bool.
+(y1, x1, y2, x2) pixel edges and ``masks`` (B, S, S, N) bool. ``--bf16`` runs the forward
+pass under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (torchvision's RoIAlign casts
+itself back to float32 there), the peer of our ``mixed_bfloat16`` policy.
 
 Settings as the course's benchmark: ResNet-50-FPN with random initialisation (torchvision then
 trains every backbone layer and uses ordinary BatchNorm), 2 classes, the images kept at S
@@ -33,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("batch")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -64,8 +67,9 @@ def main() -> None:
 
     def step() -> float:
         start = time.perf_counter()
-        losses = model(images, targets)
-        total = sum(losses.values())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            losses = model(images, targets)
+        total = sum(loss.float() for loss in losses.values())
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
@@ -73,7 +77,8 @@ def main() -> None:
 
     first = step()
     times = [step() for _ in range(args.steps)]
-    print(json.dumps({"peer": f"torchvision {torchvision.__version__} (torch {torch.__version__})",
+    print(json.dumps({"peer": f"torchvision {torchvision.__version__} (torch {torch.__version__})"
+                              + (", bfloat16 autocast" if args.bf16 else ""),
                       "threads": torch.get_num_threads(), "first_s": first, "times_s": times,
                       "median_s": statistics.median(times),
                       "positive_rois_per_image": statistics.mean(positives),

@@ -354,11 +354,33 @@ def test_roi_align_ops_matches_reference(aligned, sampling_ratio, out):
         np.testing.assert_allclose(got[b], want, atol=1e-4)
 
 
-@pytest.mark.parametrize("for_training", [False, True])
-def test_multilevel_roi_align_ops_matches_reference(for_training, monkeypatch):
-    # Chunks of 3 and 7 boxes (not divisors of 80), so both gather sizes cross chunk edges.
+def _pretend_gpu(monkeypatch, visible: bool):
+    from course_lib import config
+
+    monkeypatch.setattr(config, "gpu_devices", lambda: ("/physical_device:GPU:0",) if visible
+                        else ())
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_the_gather_chunk_follows_the_device(gpu, monkeypatch):
+    _pretend_gpu(monkeypatch, gpu)
+    if gpu:   # one size, large, whether gradients flow or not
+        assert roi.gather_chunk_bytes(False) == roi.gather_chunk_bytes(True) == 2**30
+    else:     # cache-sized forward, 16x larger when training (the backward's table-sized adds)
+        assert roi.gather_chunk_bytes(False) == 4 * 2**20
+        assert roi.gather_chunk_bytes(True) == 64 * 2**20
+
+
+@pytest.mark.parametrize("gpu, for_training", [(False, False), (False, True), (True, False)])
+def test_multilevel_roi_align_ops_matches_reference(gpu, for_training, monkeypatch):
+    # On the CPU, chunks of 3 and 7 boxes (not divisors of 80), so both gather sizes cross
+    # chunk edges; with a GPU visible, all 80 boxes in one step.
+    _pretend_gpu(monkeypatch, gpu)
     monkeypatch.setattr(roi, "GATHER_CHUNK_BYTES", 3 * 49 * 16 * 3 * 4)
     monkeypatch.setattr(roi, "TRAIN_GATHER_CHUNK_BYTES", 7 * 49 * 16 * 3 * 4)
+    steps = []
+    align = roi._align_from_flat
+    monkeypatch.setattr(roi, "_align_from_flat", lambda *a: steps.append(a[-1]) or align(*a))
     rng = np.random.default_rng(8)
     pyramid = [rng.normal(size=(2, 64 // 2**i, 48 // 2**i, 3)) for i in range(4)]
     boxes = np.stack([_random_boxes(rng, 40, 500) for _ in range(2)])
@@ -367,6 +389,8 @@ def test_multilevel_roi_align_ops_matches_reference(for_training, monkeypatch):
         want = roi.multilevel_roi_align([p[b] for p in pyramid], boxes[b], 7)
         np.testing.assert_allclose(got[b], want, atol=1e-4)
     assert len(set(roi.fpn_level(boxes.reshape(-1, 4)))) >= 3  # the test spans levels
+    per_box = 49 * 16 * 3 * 4
+    assert steps == [2**30 if gpu else (7 if for_training else 3) * per_box]
 
 
 def test_multilevel_roi_align_gradient_is_the_reference_transposed(monkeypatch):

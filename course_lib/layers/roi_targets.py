@@ -98,7 +98,7 @@ def mask_targets_ops(gt_masks, frames, rois, gt_index, mask_shape=(28, 28),
     ones = ops.ones((batch, p), "float32")
     ys, xs = roi_ops._sample_grid_ops(local, ones, mh, mw, sampling_ratio, True)
     crop = roi_ops._align_from_flat(flat, base, ones * (h + 2), ones * (w + 2), ys, xs, mh, mw,
-                                    sampling_ratio)[..., 0]
+                                    sampling_ratio, roi_ops.gather_chunk_bytes())[..., 0]
     if threshold is None:
         return crop
     return ops.cast(crop >= threshold, "float32")

@@ -53,6 +53,7 @@ __all__ = [
     "fpn_level_ops",
     "roi_align_ops",
     "multilevel_roi_align_ops",
+    "gather_chunk_bytes",
 ]
 
 #: Added inside log2 of the level rule so that a box of exactly 224 px lands on level 4
@@ -69,6 +70,29 @@ GATHER_CHUNK_BYTES = 4 * 2**20
 #: 14×14, forward + backward): 4.2 / 5.0 s at 4 MiB, 1.4 / 1.7 s at 16 MB, 0.84 / 0.81 s at
 #: 64 MiB, 1.0 / 0.81 s at 256 MB (bench/README.md).
 TRAIN_GATHER_CHUNK_BYTES = 64 * 2**20
+#: The same on an accelerator (a GPU the Keras backend sees), forward and backward: there an
+#: ``ops.map`` step is a loop iteration with its own kernel launches, not a cache-sized bite,
+#: so the gather is done in as few steps as memory allows. 1 GiB holds a whole training batch
+#: of two images in one step (box head: 1,024 RoIs × 7×7 bins × 16 neighbours × 256 channels
+#: × 4 bytes = 0.8 GB; mask head: 256 RoIs at 14×14, the same) and splits batch 8 into four.
+ACCELERATOR_GATHER_CHUNK_BYTES = 2**30
+
+
+def gather_chunk_bytes(for_training: bool = False) -> int:
+    """Bytes of gathered neighbours per ``ops.map`` step for the device the backend uses.
+
+    :data:`ACCELERATOR_GATHER_CHUNK_BYTES` when a GPU is visible
+    (:func:`course_lib.config.gpu_devices`), else the CPU sizes:
+    :data:`TRAIN_GATHER_CHUNK_BYTES` when gradients flow, :data:`GATHER_CHUNK_BYTES` when not.
+    Chosen when the graph is traced; the result of the RoIAlign does not depend on it.
+
+    Taught in notebooks/07_roi_pool_vs_roi_align.
+    """
+    from course_lib.config import gpu_devices
+
+    if gpu_devices():
+        return ACCELERATOR_GATHER_CHUNK_BYTES
+    return TRAIN_GATHER_CHUNK_BYTES if for_training else GATHER_CHUNK_BYTES
 
 
 # ------------------------------------------------------------------------------------------
@@ -510,7 +534,8 @@ def roi_align_ops(features, boxes, output_size, spatial_scale: float, sampling_r
         ``(B, N, h, w, C)`` float32.
 
     The four neighbours of every sample point are read with a vectorised gather from the
-    map flattened to a ``(B*H*W, C)`` table (a few boxes at a time, see ``GATHER_CHUNK_BYTES``).
+    map flattened to a ``(B*H*W, C)`` table (a few boxes at a time on a CPU, see
+    :func:`gather_chunk_bytes`).
 
     Taught in notebooks/07_roi_pool_vs_roi_align.
     """
@@ -528,7 +553,8 @@ def roi_align_ops(features, boxes, output_size, spatial_scale: float, sampling_r
     base = ops.arange(b, dtype="int32")[:, None] * (height * width) + ops.zeros((b, n), "int32")
     ones = ops.ones((b, n), "float32")
     ys, xs = _sample_grid_ops(boxes, ones * spatial_scale, out_h, out_w, sr, aligned)
-    return _align_from_flat(flat, base, ones * height, ones * width, ys, xs, out_h, out_w, sr)
+    return _align_from_flat(flat, base, ones * height, ones * width, ys, xs, out_h, out_w, sr,
+                            gather_chunk_bytes())
 
 
 def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, sampling_ratio: int = 2,
@@ -545,9 +571,10 @@ def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, samplin
     Args:
         feature_list: ``[(B, H_l, W_l, C), ...]`` from ``P_min_level`` up, static sizes.
         boxes: ``(B, N, 4)`` in image pixels.
-        for_training: gradients will flow back into the maps: gather in larger chunks
-            (:data:`TRAIN_GATHER_CHUNK_BYTES`), which makes the backward ~5× cheaper and the
-            forward ~4× dearer. The result is the same either way.
+        for_training: gradients will flow back into the maps: on a CPU gather in larger
+            chunks (:data:`TRAIN_GATHER_CHUNK_BYTES`), which makes the backward ~5× cheaper
+            and the forward ~4× dearer; on a GPU the chunk is large either way
+            (:func:`gather_chunk_bytes`). The result is the same either way.
         Others as in :func:`multilevel_roi_align`.
 
     Returns:
@@ -582,5 +609,5 @@ def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, samplin
     width = lookup([w for _, w in sizes], "float32")
     scale = lookup([1.0 / s for s in strides], "float32")
     ys, xs = _sample_grid_ops(boxes, scale, out_h, out_w, sr, aligned)
-    chunk_bytes = TRAIN_GATHER_CHUNK_BYTES if for_training else GATHER_CHUNK_BYTES
-    return _align_from_flat(flat, base, height, width, ys, xs, out_h, out_w, sr, chunk_bytes)
+    return _align_from_flat(flat, base, height, width, ys, xs, out_h, out_w, sr,
+                            gather_chunk_bytes(for_training))
