@@ -374,13 +374,16 @@ def test_the_gather_chunk_follows_the_device(gpu, monkeypatch):
 @pytest.mark.parametrize("gpu, for_training", [(False, False), (False, True), (True, False)])
 def test_multilevel_roi_align_ops_matches_reference(gpu, for_training, monkeypatch):
     # On the CPU, chunks of 3 and 7 boxes (not divisors of 80), so both gather sizes cross
-    # chunk edges; with a GPU visible, all 80 boxes in one step.
+    # chunk edges; with a GPU visible, all 80 boxes in one step, not padded up to 1 GiB.
+    import keras
+
     _pretend_gpu(monkeypatch, gpu)
     monkeypatch.setattr(roi, "GATHER_CHUNK_BYTES", 3 * 49 * 16 * 3 * 4)
     monkeypatch.setattr(roi, "TRAIN_GATHER_CHUNK_BYTES", 7 * 49 * 16 * 3 * 4)
-    steps = []
-    align = roi._align_from_flat
-    monkeypatch.setattr(roi, "_align_from_flat", lambda *a: steps.append(a[-1]) or align(*a))
+    chunks = []   # (steps, boxes per step) of every ops.map call
+    map_ = keras.ops.map
+    monkeypatch.setattr(keras.ops, "map", lambda f, xs: chunks.append(tuple(xs[0].shape[:2]))
+                        or map_(f, xs))
     rng = np.random.default_rng(8)
     pyramid = [rng.normal(size=(2, 64 // 2**i, 48 // 2**i, 3)) for i in range(4)]
     boxes = np.stack([_random_boxes(rng, 40, 500) for _ in range(2)])
@@ -389,8 +392,7 @@ def test_multilevel_roi_align_ops_matches_reference(gpu, for_training, monkeypat
         want = roi.multilevel_roi_align([p[b] for p in pyramid], boxes[b], 7)
         np.testing.assert_allclose(got[b], want, atol=1e-4)
     assert len(set(roi.fpn_level(boxes.reshape(-1, 4)))) >= 3  # the test spans levels
-    per_box = 49 * 16 * 3 * 4
-    assert steps == [2**30 if gpu else (7 if for_training else 3) * per_box]
+    assert chunks == [(1, 80) if gpu else (12, 7) if for_training else (27, 3)]
 
 
 def test_multilevel_roi_align_gradient_is_the_reference_transposed(monkeypatch):

@@ -499,9 +499,13 @@ def _align_from_flat(flat, base, height, width, ys, xs, out_h: int, out_w: int, 
     weight = ops.reshape(weight, (-1, out_h * out_w, 1, k))
     chunk = max(1, chunk_bytes // (out_h * out_w * k * int(channels) * 4))
     rows = ops.shape(index)[0]
-    # Pad to whole chunks, always by at least one row so that even zero boxes make one chunk
-    # (keras.ops.map looks at the first element). Padded rows read cell 0 with weight 0.
-    pad = chunk - rows % chunk
+    # Pad to whole chunks (padded rows read cell 0 with weight 0). Zero boxes still make one
+    # chunk: keras.ops.map looks at the first element.
+    if index.shape[0] is not None:   # rows known when traced: never pad past the boxes there are
+        chunk = max(1, min(chunk, index.shape[0]))
+        pad = (-index.shape[0]) % chunk if index.shape[0] else 1
+    else:                            # batch size known only at run time
+        pad = chunk - rows % chunk
     index = ops.pad(index, ((0, pad), (0, 0), (0, 0)))
     weight = ops.pad(weight, ((0, pad), (0, 0), (0, 0), (0, 0)))
     index = ops.reshape(index, (-1, chunk, out_h * out_w, k))
