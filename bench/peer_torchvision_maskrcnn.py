@@ -14,7 +14,7 @@ trains every backbone layer and uses ordinary BatchNorm), 2 classes, the images 
 for everything the paper fixes (256 anchors, 2000 proposals, 512 RoIs, 25 % positive), SGD
 0.01 with momentum 0.9, the CPU with as many threads as cores. Prints one JSON line, with the
 number of positive RoIs per image the sampler found (torchvision's mask head runs on exactly
-those; ours runs on a fixed slice of ``positive_rois`` slots whatever that number is).
+those; ours on the smallest multiple of ``mask_roi_step`` slots that holds them).
 """
 
 from __future__ import annotations

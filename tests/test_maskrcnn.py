@@ -166,7 +166,7 @@ def test_detect_handles_any_image_size(tiny):
 
 @pytest.mark.slow
 def test_train_step_compiles_with_xla(tiny):
-    cfg = tiny_config(rpn_post_nms_top_n_train=50, rois_per_image=16)
+    cfg = tiny_config(rpn_post_nms_top_n_train=50, rois_per_image=16, mask_roi_step=2)
     training, _ = M.build_models(cfg, verbose=False)
     batch, _ = blob_batch(cfg)
     training.compile(optimizer=keras.optimizers.SGD(1e-3), jit_compile=True)
@@ -178,7 +178,7 @@ def test_train_step_compiles_with_xla(tiny):
 def test_train_step_and_inference_in_mixed_bfloat16():
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        cfg = tiny_config(rpn_post_nms_top_n_train=50, rois_per_image=16)
+        cfg = tiny_config(rpn_post_nms_top_n_train=50, rois_per_image=16, mask_roi_step=2)
         training, inference = M.build_models(cfg, verbose=False)
         batch, _ = blob_batch(cfg)
         training.compile(optimizer=keras.optimizers.SGD(1e-3))
@@ -200,7 +200,7 @@ sys.path.insert(0, "tests")
 import numpy as np, keras
 from maskrcnn_fixtures import blob_batch, tiny_config
 from course_lib.models import maskrcnn as M
-cfg = tiny_config(rpn_post_nms_top_n_train=50, rois_per_image=16)
+cfg = tiny_config(rpn_post_nms_top_n_train=50, rois_per_image=16, mask_roi_step=2)
 training, inference = M.build_models(cfg, verbose=False)
 batch, _ = blob_batch(cfg)
 training.compile(optimizer=keras.optimizers.SGD(1e-3), jit_compile=True)
@@ -283,3 +283,59 @@ def test_a_mask_roi_cap_trains_the_mask_on_the_first_positives_only():
     expected = bce.mean(axis=(2, 3))[positive].mean()
     assert cap["losses"]["mask_loss"] == pytest.approx(expected, rel=1e-4)
     assert st["losses"]["mask_loss"] != pytest.approx(expected, rel=1e-4)  # all slots differ
+
+
+def test_the_mask_head_runs_on_the_slots_that_hold_positives(monkeypatch):
+    # Oracle: the same weights and sampler seed on all M slots (mask_roi_step=None), so the same
+    # sample: the losses and every gradient must agree, while the mask head ran (eagerly, so
+    # only the chosen branch runs) on the smallest slot count that holds the fullest image's
+    # positives. The tiny config has P = M = 8 slots.
+    base = tiny_config(mask_roi_step=None)
+    assert base.mask_slot_counts == (8,)
+    assert dataclasses.replace(base, mask_roi_step=3).mask_slot_counts == (3, 6, 8)
+    assert dataclasses.replace(base, mask_roi_step=8).mask_slot_counts == (8,)
+    assert M.nuclei_config(mask_roi_step=16, rois_per_image=512).mask_slot_counts == (
+        16, 32, 48, 64, 80, 96, 112, 128)
+    with pytest.raises(ValueError, match="mask_roi_step=0"):
+        dataclasses.replace(base, mask_roi_step=0)
+    batch, _ = blob_batch(base)
+    x = {k: tf.constant(v) for k, v in batch.items()}
+    keras.utils.set_random_seed(0)
+    reference, _ = M.build_models(base, verbose=False)
+    weights = reference.get_weights()
+    results = {}
+    for step in (None, 2, 3):
+        model, _ = M.build_models(dataclasses.replace(base, mask_roi_step=step), verbose=False)
+        model.set_weights(weights)
+        slots = []
+        branch = model._mask_branch
+        monkeypatch.setattr(model, "_mask_branch",
+                            lambda features, *rest, branch=branch, slots=slots:
+                            slots.append(int(features.shape[1])) or branch(features, *rest))
+        with tf.GradientTape() as tape:
+            out = model._training_pass(x, True, keep_stages=step is None)
+            losses = out["losses"] if step is None else out
+            total = sum(losses.values())
+        grads = tape.gradient(total, model.trainable_weights)
+        results[step] = (losses, grads, slots, out)
+    losses, grads, slots, stages = results[None]
+    fullest = int(np.max(np.sum(stages["roi_positive"], axis=1)))
+    assert 0 < fullest <= 4 and slots == [8]     # fewer positives than slots: steps can save
+    expected = {2: -(-fullest // 2) * 2, 3: min(8, -(-fullest // 3) * 3)}
+    mask_weights = {id(w) for w in model.mask_head.trainable_weights}
+    for step in (2, 3):
+        other_losses, other_grads, other_slots, _ = results[step]
+        assert other_slots == [expected[step]], (step, other_slots, fullest)
+        for name in L.LOSS_NAMES:
+            assert float(other_losses[name]) == pytest.approx(float(losses[name]), rel=1e-5)
+        for w, g, h in zip(model.trainable_weights, grads, other_grads, strict=True):
+            if g is None:
+                assert h is None
+                continue
+            # summation order differs between the two graphs: float32 round-off only (and
+            # the biases before BatchNorm have a gradient of zero up to ~1e-7 of noise)
+            scale = float(np.max(np.abs(g)))
+            np.testing.assert_allclose(h, g, rtol=1e-4, atol=1e-4 * scale + 1e-6,
+                                       err_msg=w.path)
+        assert any(id(w) in mask_weights and g is not None and float(tf.reduce_max(tf.abs(g))) > 0
+                   for w, g in zip(model.trainable_weights, other_grads, strict=True))

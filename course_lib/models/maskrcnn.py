@@ -100,6 +100,14 @@ class MaskRCNNConfig:
             costliest piece of a training step (≈ 1 GFLOP forward per RoI at 14×14×256;
             7.2 s of a 19 s step for 256 RoIs at 512² on 2 CPU cores), so this is a speed
             lever; ``bench/bench_maskrcnn_step.py --mask-rois``.
+        mask_roi_step: the mask head runs on the smallest multiple of this many slots (up to
+            ``M``) that holds every positive the sampler found in the batch's fullest image
+            (a ``keras.ops.switch`` over the ``ceil(M / step)`` slot counts, each traced
+            once). The slots it skips hold no positive, and the mask loss is the mean over
+            positives with every RoI processed on its own, so the loss and its gradients
+            equal those of all ``M`` slots: the paper's loss, at the cost of the positives
+            there are (torchvision runs its mask head on exactly those). ``None``: always
+            ``M`` slots, one branch.
         pool_size / mask_pool_size / mask_shape: RoIAlign 7×7 and 14×14, masks 28×28.
         box_head_dim: the two FC layers (1024). mask_head_channels: mask convs (256).
         mask_head_norm: ``"none"`` or ``"group"``.
@@ -144,6 +152,7 @@ class MaskRCNNConfig:
     roi_positive_fraction: float = 0.25
     roi_positive_iou: float = 0.5
     mask_rois_per_image: int | None = None
+    mask_roi_step: int | None = 16
     pool_size: int = 7
     mask_pool_size: int = 14
     mask_shape: int = 28
@@ -186,6 +195,8 @@ class MaskRCNNConfig:
                 f"mask_rois_per_image={self.mask_rois_per_image} must be None or between 1 "
                 f"and the positive slice, {self.positive_rois} (rois_per_image × "
                 "roi_positive_fraction).")
+        if self.mask_roi_step is not None and self.mask_roi_step < 1:
+            raise ValueError(f"mask_roi_step={self.mask_roi_step} must be None or at least 1.")
         if self.mask_shape != 2 * self.mask_pool_size:
             raise ValueError("mask_shape must be 2 * mask_pool_size (one 2×2 transposed conv).")
 
@@ -200,6 +211,15 @@ class MaskRCNNConfig:
         if self.mask_rois_per_image is None:
             return self.positive_rois
         return self.mask_rois_per_image
+
+    @property
+    def mask_slot_counts(self) -> tuple[int, ...]:
+        """The slot counts the mask head may run on in training: multiples of
+        :attr:`mask_roi_step` below ``M``, then ``M`` (just ``(M,)`` when the step is ``None``)."""
+        m, step = self.mask_rois, self.mask_roi_step
+        if step is None or step >= m:
+            return (m,)
+        return tuple(range(step, m, step)) + (m,)
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (tuples become lists)."""
@@ -221,7 +241,9 @@ def nuclei_config(**overrides) -> MaskRCNNConfig:
 
     Small anchors (8–128 px on P2–P6: nuclei are 8–100 px, so every nucleus-sized box falls on
     P2–P4) and many instances (400 in full mode; DSB images hold up to ~375 nuclei). Quick
-    mode: 128 px images, the light backbone, narrower FPN and heads, fewer RoIs.
+    mode: 128 px images, the light backbone, narrower FPN and heads, fewer RoIs, and the mask
+    head always on the whole 32-slot positive slice (``mask_roi_step=None``: one traced
+    branch, since tracing is most of a quick run's time).
 
     Taught in notebooks/09_mask_rcnn.
     """
@@ -234,7 +256,8 @@ def nuclei_config(**overrides) -> MaskRCNNConfig:
                       rpn_batch_per_image=128, rpn_pre_nms_top_k_train=500,
                       rpn_post_nms_top_n_train=300, rpn_pre_nms_top_k_test=300,
                       rpn_post_nms_top_n_test=200, rois_per_image=128, max_instances=64,
-                      detections_per_image=64, detection_pre_nms_top_k=200)
+                      detections_per_image=64, detection_pre_nms_top_k=200,
+                      mask_roi_step=None)
     else:
         values.update(image_size=512, backbone="resnet50", max_instances=400,
                       detections_per_image=400, detection_pre_nms_top_k=2000,
@@ -265,7 +288,8 @@ def voc_config(**overrides) -> MaskRCNNConfig:
                       mask_head_channels=64, rpn_batch_per_image=128,
                       rpn_pre_nms_top_k_train=500, rpn_post_nms_top_n_train=300,
                       rpn_pre_nms_top_k_test=300, rpn_post_nms_top_n_test=200,
-                      rois_per_image=128, detections_per_image=50, detection_pre_nms_top_k=500)
+                      rois_per_image=128, detections_per_image=50, detection_pre_nms_top_k=500,
+                      mask_roi_step=None)
     values.update(overrides)
     values.setdefault("image_fill", 500 / 512)
     return MaskRCNNConfig(**values)
@@ -441,18 +465,20 @@ class MaskRCNN(keras.Model):
                                 gt["mini"], seed=self.seed_generator, ignore_ioa=cfg.ignore_ioa)
         rois = ops.stop_gradient(roi_t["rois"])
         class_logits, box_deltas = self.box_head(self.box_align(rois, pyramid[:4]))
-        # The mask head runs on the first M slots of the positive slice only: the mask loss is
-        # defined on positives, and the sampler put them first, in random order.
-        m = cfg.mask_rois
-        mask_logits = self.mask_head(self.mask_align(rois[:, :m], pyramid[:4]))
         losses["class_loss"] = L.class_loss(class_logits, roi_t["class_targets"])
         losses["box_loss"] = L.box_loss(box_deltas, roi_t["box_targets"],
                                         roi_t["class_targets"])
-        losses["mask_loss"] = L.mask_loss(mask_logits, roi_t["mask_targets"][:, :m],
-                                          roi_t["class_targets"][:, :m],
-                                          roi_t["positive"][:, :m])
+        # The mask head runs on the first slots of the positive slice only: the mask loss is
+        # defined on positives, and the sampler put them first, in random order.
+        m = cfg.mask_rois
+        mask_inputs = (rois[:, :m], roi_t["mask_targets"][:, :m],
+                       roi_t["class_targets"][:, :m], roi_t["positive"][:, :m], pyramid[:4])
         if not keep_stages:
+            losses["mask_loss"] = self._mask_loss_on_positives(*mask_inputs)
             return losses
+        rois_m, targets, class_ids, positive, pyramid_m = mask_inputs
+        mask_logits, losses["mask_loss"] = self._mask_branch(
+            self.mask_align(rois_m, pyramid_m), targets, class_ids, positive)
         return {"losses": losses, "rpn_target_indices": rpn_t["indices"],
                 "rpn_target_labels": rpn_t["labels"], "rpn_target_deltas": rpn_t["deltas"],
                 "train_proposals": proposals, "train_proposal_valid": valid,
@@ -461,6 +487,36 @@ class MaskRCNN(keras.Model):
                 "roi_box_targets": roi_t["box_targets"], "mask_targets": roi_t["mask_targets"],
                 "roi_positive": roi_t["positive"], "train_class_logits": class_logits,
                 "train_mask_logits": mask_logits}
+
+    def _mask_branch(self, features, targets, class_ids, positive):
+        """Mask logits ``(B, k, 28, 28, K)`` and the mask loss on the ``k`` slots given."""
+        logits = self.mask_head(features)
+        return logits, L.mask_loss(logits, targets, class_ids, positive)
+
+    def _mask_loss_on_positives(self, rois, targets, class_ids, positive, pyramid):
+        """The mask loss on the ``M`` slots, with the mask head run on only as many as hold
+        positives.
+
+        Picks the smallest of :attr:`MaskRCNNConfig.mask_slot_counts` that holds the fullest
+        image's positives and runs the mask head on that many slots (``keras.ops.switch``
+        runs one branch, forward and backward). Exact: the slots left out hold no positive.
+        The RoIAlign stays outside the switch, on all ``M`` slots: it is cheap next to the
+        head, and its gather loop inside a branch does not compile under TensorFlow's XLA.
+        """
+        features = self.mask_align(rois, pyramid)                   # (B, M, 14, 14, C)
+        counts = self.config.mask_slot_counts
+
+        def on_slots(k):
+            return lambda f, t, c, p: self._mask_branch(f[:, :k], t[:, :k], c[:, :k],
+                                                        p[:, :k])[1]
+
+        if len(counts) == 1:
+            return on_slots(counts[0])(features, targets, class_ids, positive)
+        fullest = ops.max(ops.sum(ops.cast(positive, "int32"), axis=1))
+        index = ops.sum(ops.cast(ops.convert_to_tensor(counts[:-1], "int32") < fullest,
+                                 "int32"))
+        return ops.switch(index, [on_slots(k) for k in counts],
+                          features, targets, class_ids, positive)
 
     def _inference_pass(self, inputs, keep_stages=False):
         images, meta = inputs["images"], inputs["image_meta"]
