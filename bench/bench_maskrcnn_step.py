@@ -2,8 +2,7 @@
 
 Run: ``python bench/bench_maskrcnn_step.py [--size 512] [--batch 2] [--instances 40]
 [--steps 3] [--jit] [--mask-rois M] [--mask-roi-step 16|none] [--precision mixed_bfloat16]
-[--rounds 1]
-[--peer-python ENV/bin/python]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set unless already given).
+[--peer-python ENV/bin/python [--rounds 1]]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set unless already given).
 
 ``--precision mixed_bfloat16`` builds our model under Keras's mixed policy (bfloat16 compute,
 float32 variables) and runs the peer under ``torch.autocast("cpu", dtype=torch.bfloat16)``, the

@@ -317,14 +317,13 @@ def test_the_mask_head_runs_on_the_slots_that_hold_positives(monkeypatch):
             losses = out["losses"] if step is None else out
             total = sum(losses.values())
         grads = tape.gradient(total, model.trainable_weights)
-        results[step] = (losses, grads, slots, out)
-    losses, grads, slots, stages = results[None]
+        results[step] = (losses, grads, slots, out, model)
+    losses, grads, slots, stages, _ = results[None]
     fullest = int(np.max(np.sum(stages["roi_positive"], axis=1)))
     assert 0 < fullest <= 4 and slots == [8]     # fewer positives than slots: steps can save
     expected = {2: -(-fullest // 2) * 2, 3: min(8, -(-fullest // 3) * 3)}
-    mask_weights = {id(w) for w in model.mask_head.trainable_weights}
     for step in (2, 3):
-        other_losses, other_grads, other_slots, _ = results[step]
+        other_losses, other_grads, other_slots, _, model = results[step]
         assert other_slots == [expected[step]], (step, other_slots, fullest)
         for name in L.LOSS_NAMES:
             assert float(other_losses[name]) == pytest.approx(float(losses[name]), rel=1e-5)
@@ -337,5 +336,6 @@ def test_the_mask_head_runs_on_the_slots_that_hold_positives(monkeypatch):
             scale = float(np.max(np.abs(g)))
             np.testing.assert_allclose(h, g, rtol=1e-4, atol=1e-4 * scale + 1e-6,
                                        err_msg=w.path)
+        mask_weights = {id(w) for w in model.mask_head.trainable_weights}
         assert any(id(w) in mask_weights and g is not None and float(tf.reduce_max(tf.abs(g))) > 0
                    for w, g in zip(model.trainable_weights, other_grads, strict=True))

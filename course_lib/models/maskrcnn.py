@@ -471,14 +471,13 @@ class MaskRCNN(keras.Model):
         # The mask head runs on the first slots of the positive slice only: the mask loss is
         # defined on positives, and the sampler put them first, in random order.
         m = cfg.mask_rois
-        mask_inputs = (rois[:, :m], roi_t["mask_targets"][:, :m],
-                       roi_t["class_targets"][:, :m], roi_t["positive"][:, :m], pyramid[:4])
+        mask_features = self.mask_align(rois[:, :m], pyramid[:4])           # (B, M, 14, 14, C)
+        mask_targets = (roi_t["mask_targets"][:, :m], roi_t["class_targets"][:, :m],
+                        roi_t["positive"][:, :m])
         if not keep_stages:
-            losses["mask_loss"] = self._mask_loss_on_positives(*mask_inputs)
+            losses["mask_loss"] = self._mask_loss_on_positives(mask_features, *mask_targets)
             return losses
-        rois_m, targets, class_ids, positive, pyramid_m = mask_inputs
-        mask_logits, losses["mask_loss"] = self._mask_branch(
-            self.mask_align(rois_m, pyramid_m), targets, class_ids, positive)
+        mask_logits, losses["mask_loss"] = self._mask_branch(mask_features, *mask_targets)
         return {"losses": losses, "rpn_target_indices": rpn_t["indices"],
                 "rpn_target_labels": rpn_t["labels"], "rpn_target_deltas": rpn_t["deltas"],
                 "train_proposals": proposals, "train_proposal_valid": valid,
@@ -493,17 +492,17 @@ class MaskRCNN(keras.Model):
         logits = self.mask_head(features)
         return logits, L.mask_loss(logits, targets, class_ids, positive)
 
-    def _mask_loss_on_positives(self, rois, targets, class_ids, positive, pyramid):
+    def _mask_loss_on_positives(self, features, targets, class_ids, positive):
         """The mask loss on the ``M`` slots, with the mask head run on only as many as hold
         positives.
 
         Picks the smallest of :attr:`MaskRCNNConfig.mask_slot_counts` that holds the fullest
         image's positives and runs the mask head on that many slots (``keras.ops.switch``
         runs one branch, forward and backward). Exact: the slots left out hold no positive.
-        The RoIAlign stays outside the switch, on all ``M`` slots: it is cheap next to the
-        head, and its gather loop inside a branch does not compile under TensorFlow's XLA.
+        ``features`` are the RoIAlign of all ``M`` slots, made outside the switch: it is cheap
+        next to the head, and its gather loop inside a branch does not compile under
+        TensorFlow's XLA.
         """
-        features = self.mask_align(rois, pyramid)                   # (B, M, 14, 14, C)
         counts = self.config.mask_slot_counts
 
         def on_slots(k):
