@@ -70,6 +70,35 @@ def test_batched_twin_and_score_threshold():
         np.testing.assert_array_equal(kept[row, : len(ref)], ref)
 
 
+def test_tiled_twin_follows_a_suppression_chain():
+    # Ten 10-px boxes, each 2 px right of the one before and scored lower: neighbours overlap
+    # by 8/12 = 0.67 > 0.5, boxes two apart by 6/14 = 0.43. Greedy keeps 0, drops 1, so 2
+    # lives and drops 3, and so on: the even boxes. With all ten in one tile, box 2k is only
+    # settled after k rounds of refinement; with a tile per box, by the kept-box buffer.
+    boxes = np.array([[0, 2 * i, 10, 2 * i + 10] for i in range(10)], dtype=np.float32)
+    scores = np.linspace(1.0, 0.1, 10, dtype=np.float32)
+    np.testing.assert_array_equal(N.nms(boxes, scores, 0.5), [0, 2, 4, 6, 8])
+    for tile in (1, 3, 10, 64):
+        kept, count = N.padded_nms(boxes, scores, max_output=7, iou_threshold=0.5, tile_size=tile)
+        np.testing.assert_array_equal(ops.convert_to_numpy(kept), [0, 2, 4, 6, 8, -1, -1])
+        assert int(ops.convert_to_numpy(count)) == 5
+
+
+@pytest.mark.parametrize("tile, max_output", [(256, 2000), (100, 2000), (256, 150)])
+def test_tiled_twin_matches_reference_on_a_proposal_sized_scene_in_a_graph(tile, max_output):
+    """RPN-sized input (3,000 boxes, several tiles, the last one part-filled), compiled as a
+    TensorFlow graph; with ``max_output=150`` the loop stops after the first tiles."""
+    b0, s0 = _scene(7, n=3000, size=400.0)
+    b1, s1 = _scene(8, n=3000, size=400.0)
+    run = tf.function(lambda b, s: N.batched_padded_nms(b, s, max_output, 0.7, tile_size=tile))
+    kept, count = (t.numpy() for t in run(np.stack([b0, b1]), np.stack([s0, s1])))
+    for row, (b, s) in enumerate([(b0, s0), (b1, s1)]):
+        ref = N.nms(b, s, 0.7, max_output)
+        assert count[row] == len(ref) > 100
+        np.testing.assert_array_equal(kept[row, : len(ref)], ref)
+        np.testing.assert_array_equal(kept[row, len(ref):], -1)
+
+
 def test_mismatched_lengths_named():
     with pytest.raises(ValueError, match="one score per box"):
         N.nms(np.zeros((3, 4)), np.zeros(2), 0.5)
@@ -137,8 +166,9 @@ def test_padded_twin_matches_tensorflow_property(data, case, threshold, score_th
     boxes, scores = case
     max_output = data.draw(S.max_outputs(len(boxes)), label="max_output")
     expected = _tf_nms(boxes, scores, max_output, threshold, score_threshold)
+    tile = data.draw(st.integers(1, 4), label="tile_size")
     kept, count = N.padded_nms(boxes, scores, max_output=max_output, iou_threshold=threshold,
-                               score_threshold=score_threshold)
+                               score_threshold=score_threshold, tile_size=tile)
     kept, count = ops.convert_to_numpy(kept), int(ops.convert_to_numpy(count))
     assert kept.shape == (max_output,) and count == len(expected)
     np.testing.assert_array_equal(kept[:count], expected)
@@ -152,8 +182,10 @@ def test_batched_twin_matches_tensorflow_per_image_property(data, threshold):
     images = [data.draw(S.scored_boxes(min_boxes=n, max_boxes=n, duplicates=False),
                         label=f"image {i}") for i in range(2)]
     max_output = data.draw(S.max_outputs(n), label="max_output")
+    tile = data.draw(st.integers(1, 3), label="tile_size")
     kept, count = N.batched_padded_nms(np.stack([b for b, _ in images]),
-                                       np.stack([s for _, s in images]), max_output, threshold)
+                                       np.stack([s for _, s in images]), max_output, threshold,
+                                       tile_size=tile)
     kept, count = ops.convert_to_numpy(kept), ops.convert_to_numpy(count)
     for row, (b, s) in enumerate(images):
         expected = _tf_nms(b, s, max_output, threshold)

@@ -35,6 +35,8 @@ kept, count = nms.padded_nms(cand, scores, max_output=50, iou_threshold=0.5)
 kept, count = ops.convert_to_numpy(kept), int(ops.convert_to_numpy(count))
 ref = nms.nms(cand, scores, 0.5, max_output=50)
 np.testing.assert_array_equal(kept[:count], ref)
+kept, count = nms.padded_nms(cand, scores, max_output=50, iou_threshold=0.5, tile_size=16)
+np.testing.assert_array_equal(ops.convert_to_numpy(kept)[:int(ops.convert_to_numpy(count))], ref)
 
 feats = rng.random((1, 16, 16, 3)).astype("float32")
 rois = random_boxes(7, size=50.0)
