@@ -2,7 +2,15 @@
 
 Run: ``python bench/bench_maskrcnn_step.py [--size 512] [--batch 2] [--instances 40]
 [--steps 3] [--jit] [--mask-rois M] [--mask-roi-step 16|none] [--precision mixed_bfloat16]
-[--peer-python ENV/bin/python [--rounds 1]]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set unless already given).
+[--lr 0] [--peer-python ENV/bin/python [--rounds 1]]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set
+unless already given).
+
+``--lr`` (SGD with momentum 0.9, both sides): 0 by default, so that both networks stay at their
+random initialisation and every timed step does the same work (the update is still computed
+and applied). At 0.01, the setting before 3 Dec 2026, both diverge from random initialisation
+within five steps (losses 1e20 and then NaN, on both sides), and a diverged network proposes
+nothing but the ground truth: its mask head then runs on 40 RoIs an image instead of 70-80,
+and how fast each side diverges decided part of the ratio.
 
 ``--precision mixed_bfloat16`` builds our model under Keras's mixed policy (bfloat16 compute,
 float32 variables) and runs the peer under ``torch.autocast("cpu", dtype=torch.bfloat16)``, the
@@ -90,7 +98,7 @@ def synthetic_batch(cfg: M.MaskRCNNConfig, batch: int, instances: int, seed: int
 
 
 def time_peer(python: str, batch: dict, instances: int, steps: int,
-              bf16: bool = False) -> dict:
+              bf16: bool = False, lr: float = 0.0) -> dict:
     """torchvision's step on ``batch`` in a subprocess under ``python`` (its own venv),
     under bfloat16 autocast when ``bf16``."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -99,7 +107,7 @@ def time_peer(python: str, batch: dict, instances: int, steps: int,
         path = os.path.join(tmp, "batch.npz")
         np.savez(path, images=batch["images"], boxes=batch["gt_boxes"][:, :instances],
                  masks=batch["full_masks"])
-        done = subprocess.run([python, script, path, "--steps", str(steps)]
+        done = subprocess.run([python, script, path, "--steps", str(steps), "--lr", str(lr)]
                               + (["--bf16"] if bf16 else []), check=True,
                               capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -128,6 +136,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--instances", type=int, default=40)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=0.0,
+                        help="SGD learning rate, both sides (0: weights stay at initialisation)")
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--jit", action="store_true", help="compile the step with XLA")
     parser.add_argument("--skip-backbone-reference", action="store_true")
@@ -159,12 +169,14 @@ def main() -> None:
     peer = None
     if args.peer_python:   # first, so its threads do not share the cores with TensorFlow's
         peer = time_peer(args.peer_python, batch, args.instances, args.steps,
-                         bf16=args.precision == "mixed_bfloat16")
+                         bf16=args.precision == "mixed_bfloat16", lr=args.lr)
         print(f"peer {peer['peer']}, {peer['threads']} threads: first step {peer['first_s']:.1f}"
               f" s, then {peer['median_s']:.2f} s/step (runs "
               f"{', '.join(f'{t:.2f}' for t in peer['times_s'])}), "
               f"{peer['parameters']:,} parameters; its mask head ran on "
-              f"{peer['positive_rois_per_image']:.1f} positive RoIs per image", flush=True)
+              f"{peer['positive_rois_per_image']:.1f} positive RoIs per image (per step: "
+              f"{peer['positive_rois_per_step']}); last loss {peer['last_loss']:.4g} at lr "
+              f"{peer['lr']}", flush=True)
     peer_batch = dict(batch)
     batch.pop("full_masks")
     # The sampler on the same batch, in training mode as the step runs it: BatchNorm's batch
@@ -178,9 +190,14 @@ def main() -> None:
           f"(training mode); the mask head runs on {slots} slots per image (slot counts "
           f"{cfg.mask_slot_counts}: mask_roi_step={cfg.mask_roi_step}, positive slice "
           f"{cfg.positive_rois}, mask_rois_per_image={cfg.mask_rois_per_image})", flush=True)
-    training.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=args.jit)
+    training.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=0.9), jit_compile=args.jit)
     rss_built = peak_rss_mib()
-    first, times = time_steps(lambda: training.train_on_batch(batch), args.steps)
+    last = {}
+
+    def train_step():
+        last.update(training.train_on_batch(batch, return_dict=True))
+
+    first, times = time_steps(train_step, args.steps)
     rss_trained = peak_rss_mib()
     step = statistics.median(times)
     ips = args.batch / step
@@ -189,7 +206,8 @@ def main() -> None:
           f"{training.count_params():,} parameters")
     print(f"full train step: first (compile) {first:.1f} s, then {step:.2f} s/step "
           f"(runs {', '.join(f'{t:.2f}' for t in times)}) -> {ips:.3f} images/s, "
-          f"{ips / PEER_IMAGES_PER_S:.2f}x the peers' {PEER_IMAGES_PER_S} images/s")
+          f"{ips / PEER_IMAGES_PER_S:.2f}x the peers' {PEER_IMAGES_PER_S} images/s; mean loss "
+          f"of the steps so far {float(last['loss']):.4g} at lr {args.lr}")
     if peer is not None:
         print(f"measured in this run: ours {step:.2f} s/step vs torchvision {peer['median_s']:.2f}"
               f" s/step -> ours runs at {peer['median_s'] / step:.2f}x the peer's images/s")
@@ -199,12 +217,12 @@ def main() -> None:
         peers, ours = [steady(peer["times_s"])], [steady(times)]
         for r in range(args.rounds):
             again = time_peer(args.peer_python, peer_batch, args.instances, args.steps,
-                              bf16=args.precision == "mixed_bfloat16")
+                              bf16=args.precision == "mixed_bfloat16", lr=args.lr)
             peers.append(steady(again["times_s"]))
             print(f"peer run {r + 2}: {', '.join(f'{t:.2f}' for t in again['times_s'])}",
                   flush=True)
             if r + 1 < args.rounds:
-                _, more = time_steps(lambda: training.train_on_batch(batch), args.steps)
+                _, more = time_steps(train_step, args.steps)
                 ours.append(steady(more))
                 print(f"ours run {r + 2}: {', '.join(f'{t:.2f}' for t in more)}", flush=True)
         ratios = [(peers[i] + peers[i + 1]) / 2 / ours[i] for i in range(len(ours))]

@@ -12,9 +12,13 @@ Settings as the course's benchmark: ResNet-50-FPN with random initialisation (to
 trains every backbone layer and uses ordinary BatchNorm), 2 classes, the images kept at S
 (``min_size = max_size = S``, so torchvision does not scale them to 800), torchvision's defaults
 for everything the paper fixes (256 anchors, 2000 proposals, 512 RoIs, 25 % positive), SGD
-0.01 with momentum 0.9, the CPU with as many threads as cores. Prints one JSON line, with the
-number of positive RoIs per image the sampler found (torchvision's mask head runs on exactly
-those; ours on the smallest multiple of ``mask_roi_step`` slots that holds them).
+with momentum 0.9 at ``--lr`` (default 0: the network stays at its initialisation, so every
+step does the same work; the update is computed all the same), the CPU with as many threads
+as cores. Prints one JSON line, with the positive RoIs per image the sampler found at each step
+(torchvision's mask head runs on exactly those; ours on the smallest multiple of
+``mask_roi_step`` slots that holds them) and the last step's total loss (at 0.01 from random
+initialisation it diverges to NaN within five steps, and a diverged network proposes nothing
+but the ground truth, which makes its steps cheaper).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ def main() -> None:
     parser.add_argument("batch")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU")
+    parser.add_argument("--lr", type=float, default=0.0, help="SGD learning rate")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -54,16 +59,18 @@ def main() -> None:
     model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2,
                                   min_size=size, max_size=size)
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    positives: list[int] = []                  # positive RoIs per image, every step
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
+    positives: list[list[int]] = []            # positive RoIs per image, every step
     sample = model.roi_heads.select_training_samples
 
     def counted_sample(proposals, targets):
         out = sample(proposals, targets)
-        positives.extend(int((labels > 0).sum()) for labels in out[2])   # (.., labels, ..)
+        positives.append([int((labels > 0).sum()) for labels in out[2]])   # (.., labels, ..)
         return out
 
     model.roi_heads.select_training_samples = counted_sample
+
+    last_loss: list[float] = []
 
     def step() -> float:
         start = time.perf_counter()
@@ -73,7 +80,9 @@ def main() -> None:
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
-        return time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        last_loss[:] = [float(total)]
+        return elapsed
 
     first = step()
     times = [step() for _ in range(args.steps)]
@@ -81,7 +90,9 @@ def main() -> None:
                               + (", bfloat16 autocast" if args.bf16 else ""),
                       "threads": torch.get_num_threads(), "first_s": first, "times_s": times,
                       "median_s": statistics.median(times),
-                      "positive_rois_per_image": statistics.mean(positives),
+                      "positive_rois_per_image": statistics.mean(sum(positives, [])),
+                      "positive_rois_per_step": positives, "lr": args.lr,
+                      "last_loss": last_loss[0],
                       "parameters": sum(p.numel() for p in model.parameters())}))
 
 
