@@ -8,7 +8,7 @@ unless already given).
 ``--lr`` (SGD with momentum 0.9, both sides): 0 by default, so that both networks stay at their
 random initialisation and every timed step does the same work (the update is still computed
 and applied). At 0.01, the setting before 3 Dec 2026, both diverge from random initialisation
-within five steps (losses 1e20 and then NaN, on both sides), and a diverged network proposes
+(torchvision to NaN from its fifth step, ours from its ninth), and a diverged network proposes
 nothing but the ground truth: its mask head then runs on 40 RoIs an image instead of 70-80,
 and how fast each side diverges decided part of the ratio.
 
