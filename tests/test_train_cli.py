@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from course_lib import train as cli
@@ -115,3 +119,254 @@ def test_end_to_end_quick_maskrcnn_loss_falls(nuclei, tmp_path, capsys):
     for term in ("rpn_class_loss", "rpn_box_loss", "class_loss", "box_loss", "mask_loss"):
         assert term in rows[0]  # each loss term is logged on its own
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+
+
+# --- the run folder's refusals, in one line (a stand-in recipe: a tiny model, seconds) -------
+
+def standin_recipe(preset, model, mode=None, data=None, workers=1, **overrides):
+    """What ``make_recipe`` returns, for the training engine's tiny stand-in model."""
+    from training_standins import AddsItsLoss, RegressionBatches
+
+    from course_lib.training import TrainConfig
+    from course_lib.training.recipes import Recipe
+
+    config = dataclasses.replace(TrainConfig(learning_rate=0.05, tensorboard=False), **overrides)
+    return Recipe("standin", lambda: AddsItsLoss(name="standin"),
+                  RegressionBatches(n_batches=3), None, config)
+
+
+@pytest.fixture
+def standin_cli(monkeypatch, capsys):
+    """Runs the command line on the stand-in recipe: ``cli(args) -> (code, out, err)``."""
+    from course_lib.training import recipes
+
+    monkeypatch.setattr(recipes, "make_recipe", standin_recipe)
+    return lambda args: run_cli(["nuclei", "--quiet", *args], capsys)
+
+
+def train_csv_rows(run):
+    with open(run / "logs" / "train.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_more_epochs_on_a_finished_run_is_refused_in_one_line(standin_cli, tmp_path):
+    run = tmp_path / "run"
+    code, _, err = standin_cli(["--run-dir", run, "--epochs", "2"])
+    assert code == 0, err
+    code, out, err = standin_cli(["--run-dir", run, "--epochs", "2"])
+    assert code == 0 and "already finished" in out, err
+    code, _, err = standin_cli(["--run-dir", run, "--epochs", "5"])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "a run of 2 epochs of the whole dataset, but this one asks for 5 epochs" in lines[0]
+    assert "new run folder" in lines[0]
+    assert len(train_csv_rows(run)) == 2
+
+
+def test_a_run_without_a_usable_checkpoint_is_refused_in_one_line(standin_cli, tmp_path):
+    run = tmp_path / "run"
+    args = ["--run-dir", run, "--epochs", "2"]
+    assert standin_cli(args)[0] == 0
+    final = (run / "final.weights.h5").read_bytes()
+    corrupt = sorted((run / "checkpoints").glob("*.npz"))
+    for data in corrupt:
+        data.write_bytes(b"\x00" * 10)
+    code, _, err = standin_cli(args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for data in corrupt:
+        assert str(data) in lines[0]
+    assert "new run folder (or delete" in lines[0]
+    assert len(train_csv_rows(run)) == 2  # no duplicate rows
+    assert (run / "final.weights.h5").read_bytes() == final
+
+
+# --- bad values and bad folders: one line naming the fault and the fix, exit code 2 ---------
+
+@pytest.mark.parametrize("rate", ["-1", "0", "nan", "inf", "-inf"])
+def test_a_learning_rate_that_is_not_positive_and_finite_is_one_line(rate, standin_cli,
+                                                                     tmp_path):
+    """NaN and inf parse as floats: they were accepted until the loss turned NaN at step 2."""
+    code, _, err = standin_cli(["--run-dir", tmp_path / "run", f"--learning-rate={rate}"])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "--learning-rate must be a positive finite number" in lines[0]
+    assert "--learning-rate 0.001" in lines[0]  # the fix
+    assert not (tmp_path / "run").exists()  # refused before anything was built or written
+
+
+@pytest.mark.parametrize("where", ["run", "run/sub"])
+def test_a_run_dir_that_is_a_file_is_one_line(where, standin_cli, tmp_path):
+    (tmp_path / "run").write_text("not a folder")
+    code, _, err = standin_cli(["--run-dir", tmp_path / where])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "is a file" in lines[0] and str(tmp_path / "run") in lines[0]
+
+
+def test_a_read_only_run_dir_is_one_line(standin_cli, tmp_path, monkeypatch):
+    """Tests run as root, where a read-only folder is still writable: the refusal is simulated
+    at the one place the command probes the folder (the real case is the next test)."""
+    def refuse(folder):
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(cli, "_probe_write", refuse)
+    code, _, err = standin_cli(["--run-dir", tmp_path / "run"])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "cannot be written" in lines[0] and "Permission denied" in lines[0]
+    assert "choose a folder you can write to" in lines[0]
+
+
+def test_a_read_only_run_dir_is_one_line_for_real(standin_cli, tmp_path):
+    if os.name == "nt" or os.geteuid() == 0:
+        pytest.skip("root (or Windows) writes into a read-only folder anyway; the previous "
+                    "test simulates the refusal")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code, _, err = standin_cli(["--run-dir", locked / "run"])
+    finally:
+        locked.chmod(0o755)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot be written" in err
+
+
+def test_a_write_failing_mid_run_is_one_line(standin_cli, tmp_path, monkeypatch):
+    """The disk fills or the folder turns read-only during training: one line, and the same
+    command resumes once that is fixed."""
+    from course_lib.training.checkpoints import CheckpointManager
+
+    run = tmp_path / "run"
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(self.directory / "ckpt.npz"))
+
+    monkeypatch.setattr(CheckpointManager, "save", full_disk)
+    code, _, err = standin_cli(["--run-dir", run, "--epochs", "2"])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], err
+    assert "run the same command to resume" in lines[0]
+
+
+@pytest.mark.parametrize("content, says", [
+    ([{"id": 1, "file_name": "a.png"}], "holds a json list"),
+    ({"images": [], "annotations": []}, "lacks the keys ['categories']"),
+])
+def test_a_coco_json_of_the_wrong_shape_is_one_line(content, says, tmp_path, capsys):
+    path = tmp_path / "annotations.json"
+    path.write_text(json.dumps(content))
+    code, _, err = run_cli(["coco", "--data", path, "--run-dir", tmp_path / "run"], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert says in lines[0] and str(path) in lines[0]
+
+
+# --- Ctrl-C: one line naming the last checkpoint, exit code 130, the same command resumes ---
+
+def test_ctrl_c_is_one_line_and_the_same_command_resumes(standin_cli, tmp_path, monkeypatch):
+    import keras
+
+    from course_lib import training
+
+    class CtrlCAt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations) == 4:  # epoch 2, after its first batch
+                raise KeyboardInterrupt
+
+    real_train = training.train
+    monkeypatch.setattr(training, "train",
+                        lambda *a, **k: real_train(*a, callbacks=[CtrlCAt()], **k))
+    run = tmp_path / "run"
+    args = ["--run-dir", run, "--epochs", "2"]
+    try:
+        code, _, err = standin_cli(args)
+    except KeyboardInterrupt:  # not re-raised: it would stop the whole test session
+        pytest.fail("Ctrl-C escaped the command as a traceback")
+    assert code == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    checkpoint = run / "checkpoints" / "ckpt-00000003.json"  # the end of epoch 1 (3 steps)
+    assert f"interrupted: the last checkpoint is {checkpoint}" in lines[0]
+    assert "run the same command to resume" in lines[0]
+    monkeypatch.setattr(training, "train", real_train)
+    code, out, err = standin_cli(args)
+    assert code == 0, err
+    assert "resuming from ckpt-00000003.json: epoch 2, batch 1, optimizer step 3" in out
+    assert len(train_csv_rows(run)) == 2
+
+
+# --- one bad file after training: --evaluate and --predict skip it, name it, finish ----------
+
+def test_evaluate_and_predict_skip_a_bad_file_and_finish(monkeypatch, capsys, tmp_path):
+    from training_standins import AddsItsLoss, RegressionBatches
+
+    from course_lib.training import TrainConfig, recipes
+
+    root = tmp_path / "nuclei"
+    dirs = make_nuclei(root, 3, seed=0, size=32)
+    bad = dirs[1] / "images" / f"{dirs[1].name}.png"
+    bad.write_bytes(b"not an image")
+    images = tmp_path / "to_predict"
+    images.mkdir()
+    for d in dirs:
+        (images / f"{d.name}.png").write_bytes((d / "images" / f"{d.name}.png").read_bytes())
+
+    def recipe(preset, model, mode=None, data=None, workers=1, **overrides):
+        config = dataclasses.replace(TrainConfig(learning_rate=0.05, tensorboard=False),
+                                     **overrides)
+        return recipes.Recipe("standin", lambda: AddsItsLoss(name="standin"),
+                              RegressionBatches(n_batches=3), None, config,
+                              predictor=lambda model: lambda im: np.zeros(im.shape[:2], np.int32),
+                              val_samples=dirs)
+
+    monkeypatch.setattr(recipes, "make_recipe", recipe)
+    run = tmp_path / "run"
+    code, out, err = run_cli(["nuclei", "--model", "unet", "--quiet", "--run-dir", run,
+                              "--epochs", "1", "--evaluate", "--predict", images], capsys)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert (f"DSB score on 2 validation images: 0.0000 (1 sample skipped: {dirs[1].name} "
+            "(unreadable_image))") in out
+    assert (f"Predictions for 2 images: {run / 'predictions'} (1 image skipped: "
+            f"{dirs[1].name} (unreadable_image), not predicted)") in out
+    rows = (run / "predictions" / "submission.csv").read_text().splitlines()
+    assert rows[0] == "ImageId,EncodedPixels" and {r.split(",")[0] for r in rows[1:]} == {
+        d.name for d in dirs if d != dirs[1]}
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_real_process_is_one_line_with_exit_code_130(tmp_path):
+    """A real SIGINT, delivered mid-epoch through Python's signal handler, in a real process:
+    the exit code and stderr are what a shell sees."""
+    run = tmp_path / "run"
+    script = textwrap.dedent(f"""
+        import os, signal, sys, keras
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from test_train_cli import standin_recipe
+        from course_lib import train as cli, training
+        from course_lib.training import recipes
+
+        class SigintAt4(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if int(self.model.optimizer.iterations) == 4:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        real_train = training.train
+        training.train = lambda *a, **k: real_train(*a, callbacks=[SigintAt4()], **k)
+        recipes.make_recipe = standin_recipe
+        sys.exit(cli.main(["nuclei", "--quiet", "--run-dir", {str(run)!r}, "--epochs", "2"]))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert f"interrupted: the last checkpoint is {run / 'checkpoints' / 'ckpt-00000003.json'}" \
+        in last

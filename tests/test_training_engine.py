@@ -211,6 +211,19 @@ def test_epoch_view_reads_the_requested_epoch():
         EpochView(data, steps_per_epoch=5, epoch=0)
 
 
+def test_epoch_view_takes_the_shared_dataset_back_to_its_epoch():
+    """Two views share one dataset; making the second moves the dataset to its epoch. When
+    Keras starts the first view's epoch (``set_epoch`` from ``on_epoch_begin``), the first
+    must read its own epoch again, not the other's."""
+    data = RegressionBatches(n_batches=4)
+    rest_of_epoch_1 = EpochView(data, steps_per_epoch=4, epoch=1, start=2)
+    EpochView(data, steps_per_epoch=4, epoch=2)
+    rest_of_epoch_1.set_epoch(1)
+    np.testing.assert_array_equal(rest_of_epoch_1[0]["x"], data._at(1, 2)["x"])
+    with pytest.raises(ValueError, match="one epoch only"):
+        rest_of_epoch_1.set_epoch(2)
+
+
 # --- re-running one model from reset weights (the experiment tables of chapters 11, 12) ------
 
 def test_rerun_from_reset_weights_reuses_the_step_and_matches_a_fresh_model(tmp_path):

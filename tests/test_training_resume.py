@@ -1,4 +1,5 @@
-"""Resumable runs: a crash mid-epoch, a NaN loss, a truncated or corrupted checkpoint.
+"""Resumable runs: a crash mid-epoch, a NaN loss, a truncated or corrupted checkpoint, a kill
+during a write, and the run folder refusing what it cannot honour.
 
 The oracle for a resumed run is the same run without interruption: it must end with the same
 weights, and restart at the epoch, batch, optimizer step and learning rate the checkpoint
@@ -7,9 +8,11 @@ recorded (the schedule's hand-checked value at that step).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -23,6 +26,7 @@ from training_standins import AddsItsLoss, RegressionBatches
 from course_lib.training import (
     CheckpointManager,
     NonFiniteLossError,
+    RunFolderError,
     TrainConfig,
     restore_model,
     train,
@@ -230,3 +234,148 @@ def test_old_checkpoints_are_pruned(two_checkpoints):
     manager, manifests = two_checkpoints
     assert len(manifests) == 3  # keep_checkpoints
     assert len(list(manager.directory.glob("*.npz"))) == 3
+
+
+# --- kills anywhere in a longer run: the resumed run must be the uninterrupted one, bit for bit
+
+# 3 epochs of 4 batches (of the dataset's 6) and a checkpoint after every step, like
+# `--epochs 3 --steps-per-epoch 4 --checkpoint-every 1`: a kill can land mid-epoch with whole
+# epochs still to come, or exactly on an epoch's end.
+CFG3 = TrainConfig(epochs=3, steps_per_epoch=4, learning_rate=0.05, warmup_steps=3,
+                   lr_drops=(0.5,), checkpoint_every=1, tensorboard=False, verbose=0, seed=3)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted3(tmp_path_factory):
+    result = train(build, RegressionBatches(), tmp_path_factory.mktemp("u3") / "run", CFG3)
+    return weights(result.model)
+
+
+class KillBeforeStep(keras.callbacks.Callback):
+    """Raise when step ``step + 1`` is about to start: after every checkpoint of step ``step``,
+    the epoch-end one included, like a job killed between two steps."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) == self.step:
+            raise KeyboardInterrupt(f"simulated kill after step {self.step}")
+
+
+def assert_same_weights(model, ref_weights):
+    """Exactly equal: a resumed run on the CPU repeats the uninterrupted run's arithmetic."""
+    for got, want in zip(weights(model), ref_weights, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kill_at, resume_at", [
+    (2, (0, 2)),    # mid-epoch, two whole epochs still to come
+    (4, (1, 0)),    # between two epochs (after the epoch-end checkpoint)
+    (6, (1, 2)),    # mid-epoch in the middle epoch (checkpoint 6 of the bug report)
+])
+def test_resume_after_a_kill_is_bit_identical(kill_at, resume_at, tmp_path, uninterrupted3):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(build, RegressionBatches(), run, CFG3, callbacks=[KillBeforeStep(kill_at)])
+    state = CheckpointManager(run / "checkpoints").latest().state
+    assert (state["epoch"], state["batch"], state["step"]) == (*resume_at, kill_at)
+    result = train(build, RegressionBatches(), run, CFG3)
+    assert result.step == 12
+    assert_same_weights(result.model, uninterrupted3)
+
+
+def test_leftovers_of_a_killed_checkpoint_write_are_removed_and_resume_is_exact(
+        tmp_path, uninterrupted3):
+    """A kill while checkpoint 7 was being written leaves its temporary files and no
+    checkpoint 7: the next start deletes them, says so, and resumes exactly from 6."""
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(build, RegressionBatches(), run, CFG3, callbacks=[KillBeforeStep(6)])
+    ckpts = run / "checkpoints"
+    half = (ckpts / "ckpt-00000006.npz").read_bytes()[:500]
+    (ckpts / "ckpt-00000007.npz.3f9a01bc.tmp").write_bytes(half)  # what atomic_write leaves
+    (ckpts / "ckpt-00000007.json.77e0d2aa.tmp").write_bytes(b'{"format": 1, "da')
+    said = []
+    result = train(build, RegressionBatches(), run, CFG3, print_fn=said.append)
+    assert result.resumed_from.name == "ckpt-00000006.json"
+    assert not list(run.rglob("*.tmp"))
+    removed = [line for line in said if "temporary file" in line]
+    assert len(removed) == 1 and "removed 2" in removed[0], said
+    assert "ckpt-00000007.npz.3f9a01bc.tmp" in removed[0]
+    assert_same_weights(result.model, uninterrupted3)
+
+
+def test_files_of_a_run_follow_the_umask(tmp_path):
+    """Not mkstemp's private 0600: a run folder shared with a group stays readable."""
+    if os.name == "nt":
+        pytest.skip("POSIX permissions")
+    for umask in (0o022, 0o027, 0o002):
+        old = os.umask(umask)
+        try:
+            target = tmp_path / f"f{umask:o}.bin"
+            atomic_write(target, lambda f: f.write(b"x"))
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask, oct(umask)
+
+
+def test_checkpoints_of_a_run_have_the_folders_permissions(finished_run):
+    if os.name == "nt":
+        pytest.skip("POSIX permissions")
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode)
+             for p in (finished_run / "checkpoints").iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+def test_a_run_whose_checkpoints_are_all_unusable_is_refused(two_checkpoints):
+    """Starting over would append duplicate rows to train.csv and replace final.weights.h5."""
+    manager, manifests = two_checkpoints
+    run = manager.directory.parent
+    for manifest in manifests:
+        data = manifest.with_suffix(".npz")
+        data.write_bytes(data.read_bytes()[:100])  # every one cut short
+    csv_before = (run / "logs" / "train.csv").read_bytes()
+    final_before = (run / "final.weights.h5").read_bytes()
+    with pytest.raises(RunFolderError) as info:
+        train(build, RegressionBatches(), run, CFG)
+    message = str(info.value)
+    for manifest in manifests:
+        assert str(manifest.with_suffix(".npz")) in message
+    assert "new run folder" in message and "\n" not in message
+    assert (run / "logs" / "train.csv").read_bytes() == csv_before
+    assert (run / "final.weights.h5").read_bytes() == final_before
+
+
+def test_killed_while_writing_the_final_weights(two_checkpoints):
+    """The finished checkpoint is written before final.weights.h5: a kill between the two
+    leaves a finished run without its weights file, which the next start writes."""
+    manager, _ = two_checkpoints
+    run = manager.directory.parent
+    (run / "final.weights.h5").unlink()
+    (run / "final.tmp.weights.h5").write_bytes(b"\x89HDF half")
+    said = []
+    result = train(build, RegressionBatches(), run, CFG, print_fn=said.append)
+    assert result.stopped == "already_finished"
+    assert not (run / "final.tmp.weights.h5").exists()
+    assert any("wrote the missing final.weights.h5" in line for line in said), said
+    model = build()
+    model(RegressionBatches()[0])
+    model.load_weights(run / "final.weights.h5")
+    assert_same_weights(model, weights(result.model))
+
+
+def test_resuming_with_another_length_is_refused(finished_run, tmp_path):
+    """A finished 2-epoch run asked for 3: refused (not "already finished"), nothing changes."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    longer = dataclasses.replace(CFG, epochs=3)
+    with pytest.raises(RunFolderError, match=r"a run of 2 epochs of the whole dataset, but "
+                                             r"this one asks for 3 epochs of the whole dataset"):
+        train(build, RegressionBatches(), run, longer)
+    assert CheckpointManager(run / "checkpoints").latest().state["epoch"] == 2
+    with pytest.raises(RunFolderError, match="new run folder"):
+        train(build, RegressionBatches(), run, dataclasses.replace(CFG, steps_per_epoch=4))

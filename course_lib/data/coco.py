@@ -43,7 +43,9 @@ from __future__ import annotations
 
 import contextlib
 import io as _io
+import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -79,33 +81,65 @@ class IgnoreRegions(NamedTuple):
         return cls(np.zeros(tuple(shape[:2]) + (0,), bool), (), {})
 
 
+def check_coco_dict(dataset, source: str = "COCO dict") -> None:
+    """Raise ``ValueError`` naming ``source`` unless ``dataset`` has a COCO instance json's shape.
+
+    pycocotools takes anything and fails later, far from the cause: a json holding a list dies
+    on a bare ``assert``, one without ``categories`` indexes fine and then trains a model with
+    no class. Checking the outline (one object with ``images``, ``annotations`` and
+    ``categories`` lists, at least one category) up front names the file and what is missing.
+
+    Taught in notebooks/12_train_voc.
+    """
+    layout = ('{"images": [...], "annotations": [...], "categories": [...]}; '
+              "check that --data points at an instances json")
+    if not isinstance(dataset, dict):
+        raise ValueError(f"{source} holds a json {type(dataset).__name__}, not a COCO instance "
+                         f"dataset, which is one object {layout}.")
+    missing = [k for k in ("images", "annotations", "categories") if k not in dataset]
+    if missing:
+        raise ValueError(f"{source} lacks the keys {missing}; an instance-segmentation json "
+                         f"needs images, annotations and categories: {layout}.")
+    wrong = [k for k in ("images", "annotations", "categories") if not isinstance(dataset[k], list)]
+    if wrong:
+        raise ValueError(f"{source}: {', '.join(wrong)} must be lists, as in {layout}.")
+    if not dataset["categories"]:
+        raise ValueError(f"{source} lists no categories, so there is no class to learn; add "
+                         'e.g. "categories": [{"id": 1, "name": "nucleus"}].')
+
+
 def load_coco(annotations: str | Path | dict):
     """A ``pycocotools.coco.COCO`` index of a json file path or an already loaded dict.
 
-    pycocotools' progress prints are silenced. A dict is not copied; don't change it afterwards.
+    The json's outline is checked first (:func:`check_coco_dict`); pycocotools' progress
+    prints are silenced. A dict is not copied; don't change it afterwards.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not valid json, or not shaped like a COCO instance dataset (the message
+            names the file and what is missing).
 
     Taught in notebooks/12_train_voc.
     """
     from pycocotools.coco import COCO
 
     if isinstance(annotations, dict):
-        missing = [k for k in ("images", "annotations", "categories") if k not in annotations]
-        if missing:
-            raise ValueError(f"COCO dict lacks the keys {missing}; an instance-segmentation json "
-                             "needs images, annotations and categories.")
-        coco = COCO()
-        coco.dataset = annotations
-        with contextlib.redirect_stdout(_io.StringIO()):
-            coco.createIndex()
-        return coco
-    path = Path(annotations)
-    if not path.is_file():
-        raise FileNotFoundError(f"COCO annotation file {path} does not exist.")
-    try:
-        with contextlib.redirect_stdout(_io.StringIO()):
-            return COCO(str(path))
-    except ValueError as err:  # json.JSONDecodeError is a ValueError
-        raise ValueError(f"{path} is not valid json: {err}") from err
+        dataset = annotations
+        check_coco_dict(dataset)
+    else:
+        path = Path(annotations)
+        if not path.is_file():
+            raise FileNotFoundError(f"COCO annotation file {path} does not exist.")
+        try:
+            dataset = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+            raise ValueError(f"{path} is not valid json: {err}") from err
+        check_coco_dict(dataset, str(path))
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(_io.StringIO()):
+        coco.createIndex()
+    return coco
 
 
 def category_mapping(coco) -> tuple[dict[int, int], list[str]]:
@@ -121,6 +155,44 @@ def category_mapping(coco) -> tuple[dict[int, int], list[str]]:
     mapping = {cid: i + 1 for i, cid in enumerate(cat_ids)}
     names = ["background"] + [coco.loadCats(cid)[0]["name"] for cid in cat_ids]
     return mapping, names
+
+
+def _polygon_problem(polygon) -> str:
+    """What is wrong with one COCO polygon ``[x1, y1, x2, y2, ...]`` (``""``: nothing)."""
+    if not isinstance(polygon, (list, tuple)):
+        return f"has a polygon that is a {type(polygon).__name__}, not a list of coordinates"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+               for v in polygon):
+        return "has a polygon with a coordinate that is not a finite number"
+    if len(polygon) % 2:
+        return f"has a polygon of {len(polygon)} numbers (an odd count: x and y must pair up)"
+    if len(polygon) < 6:
+        return (f"has a polygon of {len(polygon) // 2} point(s); a polygon needs at least 3 "
+                "(x, y) points")
+    return ""
+
+
+def segmentation_problem(segmentation) -> str:
+    """What makes a COCO ``segmentation`` undecodable (``""``: nothing found).
+
+    pycocotools decodes polygons and RLE, but a polygon of one or two points, an empty list or
+    a missing segmentation makes it raise ``TypeError``, ``IndexError`` or a bare
+    ``Exception`` ("input type is not supported") in the middle of an epoch, without naming
+    the annotation. :func:`load_sample` asks this first and skips such an annotation, naming
+    it and counting it as ``bad_segmentation``. RLE dicts are left to pycocotools.
+
+    Taught in notebooks/12_train_voc.
+    """
+    if isinstance(segmentation, dict):
+        return "" if "counts" in segmentation and "size" in segmentation else \
+            "has an RLE segmentation without 'counts' and 'size'"
+    if not isinstance(segmentation, (list, tuple)) or not segmentation:
+        return "has no segmentation (neither polygons nor RLE)"
+    for polygon in segmentation:
+        problem = _polygon_problem(polygon)
+        if problem:
+            return problem
+    return ""
 
 
 def load_sample(coco, image_id: int, image_dir: str | Path,
@@ -139,12 +211,16 @@ def load_sample(coco, image_id: int, image_dir: str | Path,
 
         with_ignore: also return the annotations left out, as :class:`IgnoreRegions`
             (crowd ones when ``include_crowd`` is False, reason ``"crowd"``; categories missing
-            from ``mapping``, reason ``"unmapped"``; empty masks counted as ``"empty_mask"``).
+            from ``mapping``, reason ``"unmapped"``; empty masks counted as ``"empty_mask"``,
+            undecodable segmentations as ``"bad_segmentation"``).
 
     Returns:
         ``(image, masks, class_ids)``: ``H x W x 3`` uint8, ``H x W x N`` bool, ``(N,)`` int32,
-        plus the :class:`IgnoreRegions` when ``with_ignore``. Annotations whose mask is empty
-        are skipped with a logged warning.
+        plus the :class:`IgnoreRegions` when ``with_ignore``. Annotations whose mask is empty,
+        or whose segmentation cannot be decoded (:func:`segmentation_problem`: a polygon of
+        fewer than three points, none at all), are skipped with a logged warning naming the
+        file and the annotation id, and counted in ``IgnoreRegions.dropped``
+        (``empty_mask``, ``bad_segmentation``).
 
     Taught in notebooks/12_train_voc.
     """
@@ -168,6 +244,12 @@ def load_sample(coco, image_id: int, image_dir: str | Path,
             reason = "unmapped"
         if reason is not None and not with_ignore:
             continue  # nobody asked for the lost ones: do not decode them
+        problem = segmentation_problem(ann.get("segmentation"))
+        if problem:
+            log.warning("%s: annotation %s %s; skipped", info["file_name"], ann.get("id"),
+                        problem)
+            dropped["bad_segmentation"] = dropped.get("bad_segmentation", 0) + 1
+            continue
         mask = coco.annToMask(ann).astype(bool)
         if not mask.any():
             log.warning("%s: annotation %s has an empty mask; skipped", info["file_name"],

@@ -37,11 +37,20 @@ A file that cannot be decoded (corrupt bytes, truncated transfer, unknown format
 large that Pillow suspects a decompression bomb) raises :class:`ImageReadError`, whose message
 names the file and says what to do, instead of the decoder's bare exception surfacing in the
 middle of an epoch.
+
+One truncation Pillow does not see: a PNG whose compressed pixel data is complete as a stream
+but holds fewer rows than the header promises (a writer that stopped early and still closed
+the file properly). Pillow then fills the missing rows with black, silently. :func:`read_array`
+counts the bytes the PNG's data inflates to (:func:`png_rows_missing`, one extra ``zlib`` pass,
+a few milliseconds for a megapixel image) and refuses such a file with an
+:class:`ImageReadError`.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +98,76 @@ def _read_tiff(path: Path) -> np.ndarray:
     return arr
 
 
+#: PNG colour type -> samples per pixel (grey, RGB, palette, grey + alpha, RGBA).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+#: Adam7 interlacing: the 7 passes as (first column, first row, column step, row step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))
+
+
+def png_pixel_bytes(width: int, height: int, bit_depth: int, colour_type: int,
+                    interlaced: bool) -> int:
+    """How many bytes a PNG's pixel data inflates to: each row is one filter byte plus its
+    packed pixels; an interlaced image stores 7 smaller sub-images (Adam7), row by row.
+
+    Taught in notebooks/01_data_tour.
+    """
+    bits = _PNG_CHANNELS.get(colour_type, 4) * bit_depth
+
+    def image_bytes(w: int, h: int) -> int:
+        return 0 if w == 0 or h == 0 else h * (1 + (w * bits + 7) // 8)
+
+    if not interlaced:
+        return image_bytes(width, height)
+    return sum(image_bytes(max(0, -(-(width - x0) // dx)), max(0, -(-(height - y0) // dy)))
+               for x0, y0, dx, dy in _ADAM7)
+
+
+def _png_chunks(data: bytes):
+    """``(type, payload)`` of each chunk of a PNG file's bytes, up to ``IEND``."""
+    pos = 8  # after the signature
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        yield kind, data[pos + 8:pos + 8 + length]
+        if kind == b"IEND":
+            return
+        pos += 12 + length  # length, type, payload, CRC
+
+
+def png_rows_missing(data: bytes) -> str:
+    """Why a PNG's pixel data holds fewer rows than its header says (``""``: it is complete).
+
+    Pillow refuses a PNG whose compressed stream is cut off, but decodes one whose stream ends
+    properly after too few rows, filling the rest with black. This inflates the ``IDAT``
+    chunks once more and compares the byte count with :func:`png_pixel_bytes`. A stream cut
+    off or corrupt is left to Pillow (it raises for those).
+
+    Taught in notebooks/01_data_tour.
+    """
+    chunks = list(_png_chunks(data))
+    header = next((payload for kind, payload in chunks if kind == b"IHDR"), b"")
+    if len(header) < 13:
+        return ""
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header[:13])
+    expected = png_pixel_bytes(width, height, depth, colour, bool(interlace))
+    inflater, got = zlib.decompressobj(), 0
+    try:
+        for kind, payload in chunks:
+            if kind == b"IDAT":
+                got += len(inflater.decompress(payload))
+    except zlib.error:
+        return ""
+    if not inflater.eof or got >= expected:
+        return ""
+    if interlace:
+        return (f"its pixel data stops early ({got} of {expected} bytes): part of the "
+                "interlaced image is missing")
+    rows = got // (expected // height)
+    return (f"its pixel data stops after {rows} of {height} rows (the rest would read as "
+            "black)")
+
+
 def read_array(path: str | Path, palette: str = "colours") -> np.ndarray:
     """Decode ``path`` to a NumPy array as stored (any dtype, 2-D or ``H×W×C``).
 
@@ -103,8 +182,9 @@ def read_array(path: str | Path, palette: str = "colours") -> np.ndarray:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ImageReadError: the file exists but cannot be decoded, is a multi-page TIFF, or is
-            larger than Pillow's decompression-bomb limit.
+        ImageReadError: the file exists but cannot be decoded, is truncated (also a PNG
+            whose pixel data ends early, see :func:`png_rows_missing`), is a multi-page TIFF,
+            or is larger than Pillow's decompression-bomb limit.
 
     Taught in notebooks/01_data_tour.
     """
@@ -120,6 +200,10 @@ def read_array(path: str | Path, palette: str = "colours") -> np.ndarray:
         else:
             with Image.open(path) as im:
                 im.load()  # force decoding now: truncation is only detected here
+                if im.format == "PNG":  # the truncation Pillow does not see
+                    missing = png_rows_missing(path.read_bytes())
+                    if missing:
+                        raise _fail(path, missing)
                 if im.mode == "P" and palette == "colours":  # expand to the colours it shows
                     im = im.convert("RGBA" if "transparency" in im.info else "RGB")
                 arr = np.array(im)

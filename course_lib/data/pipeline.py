@@ -56,6 +56,7 @@ from course_lib.data.coco import (  # noqa: F401  (providers re-exported for con
     LabelFolderSamples,
     check_sample,
 )
+from course_lib.data.skips import SKIPPABLE_ERRORS, skip_reason  # noqa: F401  (re-exported)
 from course_lib.data.voc import VocSamples  # noqa: F401
 from course_lib.ops.masks import (
     disjoint_masks_to_labels,
@@ -194,37 +195,16 @@ def choose_instances(n: int, max_instances: int, rng: np.random.Generator,
     return np.sort(rng.choice(n, size=max_instances, replace=False))
 
 
-#: Exceptions that make one sample unusable (unreadable file, missing file, broken contract);
-#: the datasets skip such a sample, count it and take the next. Anything else is a bug and
-#: surfaces.
-SKIPPABLE_ERRORS = (OSError, ValueError, EOFError, KeyError)
-
 #: Why instances of a sample are lost on the way to the batch (keys of ``drop_summary``):
 #: ``vanished_augment`` (left the frame or became empty in the augmenter), ``vanished_resize``
 #: (too small to keep a pixel after resizing), ``over_cap`` (beyond ``max_instances``; carried
 #: as ignore boxes), and the reasons a provider reports through ``load_with_ignore``
-#: (``crowd``, ``unmapped``, ``unclassed``: carried as ignore boxes; ``empty_mask`` and the
-#: DSB loader's repairs ``holes_dropped``, ``pieces_dropped``, ``emptied_by_overlap``: no region).
+#: (``crowd``, ``unmapped``, ``unclassed``: carried as ignore boxes; ``empty_mask``,
+#: ``bad_segmentation`` (a COCO polygon of fewer than three points, or none) and the DSB
+#: loader's repairs ``holes_dropped``, ``pieces_dropped``, ``emptied_by_overlap``: no region).
 DROP_REASONS = ("vanished_augment", "vanished_resize", "over_cap", "crowd", "unmapped",
-                "unclassed", "empty_mask", "holes_dropped", "pieces_dropped",
-                "emptied_by_overlap")
-
-
-def skip_reason(err: BaseException) -> str:
-    """Short reason of a skipped sample: ``missing_file``, ``unreadable_image``, ``read_error``
-    or ``invalid_sample`` (the full message is kept beside it in ``skip_summary``).
-
-    Taught in notebooks/11_train_nuclei.
-    """
-    from course_lib.data.io import ImageReadError
-
-    if isinstance(err, FileNotFoundError):
-        return "missing_file"
-    if isinstance(err, ImageReadError):
-        return "unreadable_image"
-    if isinstance(err, OSError):
-        return "read_error"
-    return "invalid_sample"
+                "unclassed", "empty_mask", "bad_segmentation", "holes_dropped",
+                "pieces_dropped", "emptied_by_overlap")
 
 
 class _ProviderDataset(keras.utils.PyDataset):

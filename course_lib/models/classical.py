@@ -71,7 +71,19 @@ def otsu_instances(image: np.ndarray, min_size: int = 20, min_distance: int = 4)
     return watershed_instances(mask, min_distance=min_distance, min_size=min_size)
 
 
-def score_folder(root: str | Path, every: int = 1) -> dict[str, list[float]]:
+class FolderScores(dict):
+    """What :func:`score_folder` returns: ``{modality: [score per image]}`` plus ``skipped``,
+    the samples that could not be read (:class:`~course_lib.data.skips.Skipped` entries).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+    def __init__(self):
+        super().__init__(all=[])
+        self.skipped: list = []
+
+
+def score_folder(root: str | Path, every: int = 1) -> FolderScores:
     """The baseline's DSB score of every ``every``-th sample under a ``stage1_train`` folder.
 
     Args:
@@ -79,32 +91,53 @@ def score_folder(root: str | Path, every: int = 1) -> dict[str, list[float]]:
         every: score samples ``0, every, 2·every, …`` of the sorted folder list (3 takes a
             third of the 602 stage-1 images, ≈ 40 s on one core).
 
+    A sample that cannot be read is skipped (logged, listed in ``skipped``) and the others
+    are scored: one corrupt file among hundreds must not void the measurement.
+
     Returns:
-        ``{modality: [score per image]}`` for the modalities present (the rule of
-        :func:`course_lib.data.nuclei.guess_modality`), plus ``"all"``, in folder order.
+        :class:`FolderScores`: ``{modality: [score per image]}`` for the modalities present
+        (the rule of :func:`course_lib.data.nuclei.guess_modality`), plus ``"all"``, in folder
+        order; ``.skipped`` lists the unreadable samples.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder or holds no DSB sample.
 
     Taught in notebooks/11_train_nuclei.
     """
     from course_lib.data import nuclei
+    from course_lib.data.skips import load_or_skip
     from course_lib.metrics import dsb_average_precision
     from course_lib.ops.masks import masks_to_labels
 
     if every < 1:
         raise ValueError(f"every={every} must be 1 or more.")
-    scores: dict[str, list[float]] = {"all": []}
-    for sample in nuclei.index_samples(root)[::every]:
-        image, masks = nuclei.load_sample(sample)
+    samples = nuclei.index_samples(root)
+    if not samples:
+        raise FileNotFoundError(f"{root} holds no DSB samples (expected <id>/images/<id>.png "
+                                "and <id>/masks/*.png); point it at a stage1_train folder.")
+    scores = FolderScores()
+    for sample in samples[::every]:
+        loaded = load_or_skip(lambda sample=sample: nuclei.load_sample(sample), sample.name,
+                              scores.skipped)
+        if loaded is None:
+            continue
+        image, masks = loaded
         score = float(dsb_average_precision(masks_to_labels(masks), otsu_instances(image)))
         scores.setdefault(nuclei.guess_modality(image), []).append(score)
         scores["all"].append(score)
     return scores
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, list[float]]:
+def main(argv: Sequence[str] | None = None) -> FolderScores:
     """Command line: print the baseline's mean DSB score per modality on a folder.
+
+    Unreadable samples are skipped and named in one line; a folder that is missing or holds
+    no usable sample ends with a one-line error and exit code 2.
 
     Taught in notebooks/11_train_nuclei.
     """
+    from course_lib.data.skips import describe_skips
+
     parser = argparse.ArgumentParser(
         prog="python -m course_lib.models.classical",
         description="Score the Otsu + watershed baseline on a DSB2018-layout folder.")
@@ -112,11 +145,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[float]]:
     parser.add_argument("--every", type=int, default=1,
                         help="score every N-th image only (default 1: all of them)")
     args = parser.parse_args(argv)
-    scores = score_folder(args.root, every=args.every)
+
+    def fail(message: str):  # one line, exit code 2 (argparse's error adds the usage)
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+    if args.every < 1:
+        fail(f"--every must be 1 or more, got {args.every}")
+    try:
+        scores = score_folder(args.root, every=args.every)
+    except FileNotFoundError as err:
+        fail(str(err))
+    if not scores["all"]:
+        fail(f"no sample of {args.root} could be scored ({describe_skips(scores.skipped)}); "
+             "repair or replace those files.")
     print(f"Otsu + watershed baseline on {args.root} (one image in {args.every})")
     for name, values in scores.items():
         if values:
             print(f"{name:>13}: DSB score {np.mean(values):.3f} on {len(values)} images")
+    if scores.skipped:
+        print(f"Not scored: {describe_skips(scores.skipped)}")
     return scores
 
 

@@ -236,7 +236,7 @@ def training_dataset(sample_dirs: Sequence[str | Path], recipe: UNetRecipe, cach
 
 
 def validation_tiles(sample_dirs: Sequence[str | Path], recipe: UNetRecipe,
-                     tiles_per_image: int = 2, seed: int = 1234
+                     tiles_per_image: int = 2, seed: int = 1234, skipped: list | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fixed validation tiles: ``(images (N,S,S,3), targets (N,S,S,1), gap_mask (N,S,S) bool)``.
 
@@ -244,21 +244,39 @@ def validation_tiles(sample_dirs: Sequence[str | Path], recipe: UNetRecipe,
     term exceeds 1 (with w0 = 10, σ = 5: ``d1 + d2`` below about 7.6 px). The tiles are the same
     for every run (their own seed), so validation curves of different runs compare.
 
+    A sample that cannot be used (a corrupt image, a mask of another size: the errors
+    training skips, :data:`course_lib.data.skips.SKIPPABLE_ERRORS`) is left out, as training
+    leaves it out: logged with its name and reason, and recorded in ``skipped`` when a list is
+    passed (:class:`course_lib.data.skips.Skipped` entries, one per sample). One bad file must
+    not stop a run before its first step.
+
+    Raises:
+        ValueError: no sample is usable (there is nothing to validate on); names them.
+
     Taught in notebooks/10_unet.
     """
+    from course_lib.data.skips import describe_skips, load_or_skip
     from course_lib.ops.weight_map import border_weight
 
     fixed = dataclasses.replace(recipe, seed=seed, batch_size=1)
     ds = training_dataset(sample_dirs, fixed, weight_fn=lambda labels: border_weight(
         labels, w0=10.0, sigma=5.0), shuffle=False)
-    images, targets, gaps = [], [], []
+    skipped = [] if skipped is None else skipped
+    usable = list(range(len(ds.provider)))
+    tiles = []
     for epoch in range(tiles_per_image):
-        for i in range(len(ds.provider)):
-            image, target, border = ds.sample(i, epoch)
-            images.append(image)
-            targets.append(target)
-            gaps.append(border > 1.0)
-    return np.stack(images), np.stack(targets), np.stack(gaps)
+        for i in list(usable):
+            tile = load_or_skip(lambda i=i, epoch=epoch: ds.sample(i, epoch), ds.name(i),
+                                skipped, "validation sample")
+            if tile is None:
+                usable.remove(i)  # counted once, not again for its next tiles
+            else:
+                tiles.append(tile)
+    if not tiles:
+        raise ValueError(f"none of the {len(ds.provider)} validation samples is usable "
+                         f"({describe_skips(skipped)}); repair or replace those files.")
+    images, targets, borders = zip(*tiles, strict=True)
+    return np.stack(images), np.stack(targets), np.stack(borders) > 1.0
 
 
 # --------------------------------------------------------------------------------------

@@ -12,10 +12,16 @@ A checkpoint is two files in the run's ``checkpoints/`` folder:
 
 Both are written atomically: to a temporary file in the same folder, flushed and ``fsync``-ed,
 then renamed over the final name with ``os.replace`` (atomic on POSIX and Windows), and the
-folder is synced. A crash can therefore leave a stray temporary file, never a half-written
+folder is synced. A crash can therefore leave a stray temporary file (``<name>.<random>.tmp``,
+deleted by :func:`remove_stale_temp_files` when the run starts again), never a half-written
 checkpoint under its final name; a data file whose manifest is missing is ignored, and one
 whose bytes do not match the manifest's checksum (a disk error, a copy cut short) is refused
-with a warning naming it and the previous checkpoint, which is then used.
+with a warning naming it and the previous checkpoint, which is then used. When no checkpoint
+is left that verifies, :meth:`CheckpointManager.latest` raises instead of pretending the run
+never started.
+
+The files get the permissions of any other file the run writes (``0o666`` less the umask),
+not the private ``0o600`` of ``tempfile.mkstemp``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import json
 import logging
 import os
 import re
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +83,39 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Create and open ``<name>.<random>.tmp`` beside ``path``: ``(file descriptor, its path)``.
+
+    Not ``tempfile.mkstemp``: it makes the file private (mode 0600) and the rename passes that
+    on to the checkpoint, so the others sharing a run folder could not read it. ``os.open``
+    with mode 0666 lets the umask decide, as it does for every other file the run writes.
+    ``O_EXCL`` refuses a name that exists, so two writers never share a temporary file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # the same random name drawn twice: draw again
+            continue
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the ``*.tmp`` files in ``folder`` (not in its subfolders); returns their paths.
+
+    :func:`atomic_write` deletes its temporary file when a write fails, but a process killed
+    hard (``SIGKILL``, a power cut) cannot, and nothing ever reads such a file again: without
+    this, every killed write would leave one behind for ever. Call it when a run starts, while
+    no other process writes into the folder.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    removed = sorted(p for p in Path(folder).glob("*.tmp") if p.is_file())
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 def atomic_write(path: str | Path, write) -> str:
     """Write a file atomically: ``write(f)`` into a temporary file, fsync, ``os.replace``.
 
@@ -90,7 +129,7 @@ def atomic_write(path: str | Path, write) -> str:
     Taught in notebooks/11_train_nuclei.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -205,7 +244,13 @@ class CheckpointManager:
     def latest(self) -> Checkpoint | None:
         """The newest checkpoint that verifies; a bad one is reported and the previous one used.
 
-        Returns ``None`` when the folder holds no usable checkpoint.
+        Returns ``None`` when the folder holds no checkpoint at all (a run that has not
+        written one yet).
+
+        Raises:
+            CheckpointError: the folder holds checkpoints but none of them verifies; the
+                message names each one and what is wrong with it. Returning ``None`` would
+                make the run start over from scratch as if it were new, silently.
         """
         bad: list[tuple[Path, str]] = []
         for manifest in reversed(self.manifests()):
@@ -218,9 +263,10 @@ class CheckpointManager:
                 log.warning("checkpoint %s is unusable (%s); using the previous one, %s",
                             path.with_suffix(".npz"), why, ckpt.data)
             return ckpt
-        for path, why in bad:
-            log.warning("checkpoint %s is unusable (%s) and no earlier one is left",
-                        path.with_suffix(".npz"), why)
+        if bad:
+            reasons = "; ".join(why for _, why in reversed(bad))  # oldest first
+            raise CheckpointError(f"none of the {len(bad)} checkpoints in {self.directory} is "
+                                  f"usable: {reasons}")
         return None
 
 

@@ -34,6 +34,9 @@ class EpochView(keras.utils.PyDataset):
     calls that hook once more when ``fit`` starts, and it must not shift the data order. Pass
     ``shuffle=False`` to ``fit``: the order is the dataset's (seeded) business.
 
+    Several views over one dataset share its epoch, and making a view sets it: make each view
+    just before the ``fit`` that reads it, not all of them up front.
+
     Taught in notebooks/11_train_nuclei.
     """
 
@@ -66,11 +69,14 @@ class EpochView(keras.utils.PyDataset):
         return self.dataset[self.start + index]
 
     def set_epoch(self, epoch: int) -> None:
-        """Read epoch ``epoch`` from now on (a view with ``start > 0`` stays in its epoch)."""
+        """Read epoch ``epoch`` from now on (a view with ``start > 0`` stays in its epoch).
+
+        The dataset's epoch is set again even when the view's does not change: the dataset
+        is shared (another view over it, a notebook cell drawing a batch may have moved it),
+        and this is the last moment before Keras reads the epoch's batches.
+        """
         epoch = int(epoch)
-        if epoch == self.epoch:
-            return
-        if self.start:
+        if self.start and epoch != self.epoch:
             raise ValueError("a view that starts mid-epoch covers that one epoch only")
         if hasattr(self.dataset, "set_epoch"):
             self.epoch = epoch

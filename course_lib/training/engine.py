@@ -23,6 +23,11 @@ Run folder layout::
     logs/train.csv        one row per epoch (losses, lr, validation losses)
     logs/tensorboard/     TensorBoard event files (``tensorboard --logdir RUN/logs``)
     final.weights.h5      the trained weights (``model.load_weights``)
+
+A run's length (epochs per stage, steps per epoch) is fixed when it starts: its learning-rate
+schedule spans the whole run, so resuming with another length is refused, and so is a folder
+whose checkpoints are all unusable (starting over there would mix two runs' logs). Temporary
+files that a killed write left behind are deleted when the run starts again.
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ from course_lib.training.callbacks import (
     TrainingPosition,
 )
 from course_lib.training.checkpoints import (
+    CheckpointError,
     CheckpointManager,
+    remove_stale_temp_files,
     restore_model,
     restore_optimizer,
 )
@@ -67,7 +74,8 @@ NORM_LAYERS = (keras.layers.BatchNormalization, keras.layers.GroupNormalization,
 
 
 class RunFolderError(ValueError):
-    """The run folder cannot be used for this run (another model's run, or no run to resume).
+    """The run folder cannot be used for this run: another model's run, no run to resume, a run
+    of another length, or a run none of whose checkpoints is usable.
 
     Taught in notebooks/11_train_nuclei.
     """
@@ -317,6 +325,44 @@ def model_signature(model: keras.Model) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _config_record(config: TrainConfig) -> dict:
+    """``config`` as plain JSON values, as ``run.json`` records it (stages become dicts)."""
+    return json.loads(json.dumps(asdict(config), default=str))
+
+
+def _run_length(record: dict) -> tuple[list[tuple[str, int]], int | None]:
+    """``([(stage name, epochs), ...], steps per epoch)`` of a recorded config: how long the
+    run is. The schedule's warm-up and drops are placed by it, so a run keeps it to the end."""
+    stages = [(s["name"], int(s["epochs"])) for s in record.get("stages") or ()]
+    return stages or [("all", int(record["epochs"]))], record.get("steps_per_epoch")
+
+
+def _describe_length(length: tuple[list[tuple[str, int]], int | None]) -> str:
+    """``"3 epochs of 4 steps"``, or ``"3 epochs (heads 1 + all 2) of the whole dataset"``."""
+    stages, steps = length
+    total = sum(epochs for _, epochs in stages)
+    split = f" ({' + '.join(f'{n} {e}' for n, e in stages)})" if len(stages) > 1 else ""
+    return f"{total} epochs{split} of {f'{steps} steps' if steps else 'the whole dataset'}"
+
+
+def _check_run_length(run_dir: Path, info: dict, config: TrainConfig) -> None:
+    """Refuse to resume a run with another length than it started with.
+
+    Resuming cannot honour a new length: the learning-rate schedule (warm-up, drops at
+    fractions of the run) was laid out over the old one, and a finished run would silently
+    stay finished. Training longer is a new run.
+    """
+    if "config" not in info:  # a run folder from before run.json recorded the config
+        return
+    old, new = _run_length(info["config"]), _run_length(_config_record(config))
+    if old != new:
+        raise RunFolderError(
+            f"{run_dir} holds a run of {_describe_length(old)}, but this one asks for "
+            f"{_describe_length(new)}; a run keeps the length it started with (its "
+            "learning-rate schedule spans the whole run). Resume it with its own settings, "
+            "or train the new length in a new run folder.")
+
+
 def _check_run_folder(run_dir: Path, model: keras.Model, model_name: str, config: TrainConfig,
                       resume) -> None:
     info_path = run_dir / "run.json"
@@ -331,13 +377,13 @@ def _check_run_folder(run_dir: Path, model: keras.Model, model_name: str, config
                 f"{run_dir} holds a run of model {info.get('model')!r} "
                 f"(signature {info.get('signature')}), not of {model_name!r} ({signature}); "
                 "choose a new run folder for this model.")
+        _check_run_length(run_dir, info, config)
         return
     if resume is True:
         raise RunFolderError(f"{run_dir} holds no run to resume; drop --resume to start one.")
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {"model": model_name, "signature": signature, "backend": keras.backend.backend(),
-            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "config": json.loads(json.dumps(asdict(config), default=str))}
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": _config_record(config)}
     tmp = info_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=1))
     os.replace(tmp, info_path)
@@ -383,12 +429,76 @@ def _compile_key(config: TrainConfig, schedule, stage: Stage, loss, metrics) -> 
                  stage.train_norm, loss, metrics))
 
 
+#: The temporary name ``final.weights.h5`` is written under (Keras wants ``.weights.h5``).
+FINAL_TMP = "final.tmp.weights.h5"
+
+
 def _save_final(model: keras.Model, run_dir: Path) -> Path:
     path = run_dir / "final.weights.h5"
-    tmp = run_dir / "final.tmp.weights.h5"
+    tmp = run_dir / FINAL_TMP
     model.save_weights(tmp)
     os.replace(tmp, path)
     return path
+
+
+def _remove_stale_temp_files(run_dir: Path, print_fn) -> None:
+    """Delete what writes killed midway left in the run folder, and say so.
+
+    Every file of the run is written to a temporary name and renamed when complete; a hard
+    kill during a write leaves the temporary file, which nothing reads again.
+    """
+    removed = remove_stale_temp_files(run_dir) + remove_stale_temp_files(run_dir / "checkpoints")
+    final_tmp = run_dir / FINAL_TMP
+    if final_tmp.is_file():
+        final_tmp.unlink()
+        removed.append(final_tmp)
+    if removed:
+        names = ", ".join(str(p.relative_to(run_dir)) for p in removed)
+        print_fn(f"  removed {len(removed)} temporary file(s) left by an interrupted write: "
+                 f"{names}")
+
+
+def _latest_checkpoint(manager: CheckpointManager, run_dir: Path):
+    """The checkpoint to resume from (``None``: a new run); refuses a folder whose checkpoints
+    are all unusable, where starting over would append to the old run's log and, for a
+    finished run, replace its weights."""
+    try:
+        return manager.latest()
+    except CheckpointError as err:
+        raise RunFolderError(
+            f"{err}. Nothing was trained: starting over here would mix a new run into this "
+            f"run's logs and weights. To start afresh, use a new run folder (or delete "
+            f"{run_dir}).") from err
+
+
+def _logging_callbacks(config: TrainConfig, logs_dir: Path, tensorboard: bool,
+                       validating: bool) -> list[keras.callbacks.Callback]:
+    """The rate logger, the CSV log, TensorBoard (if wanted and installed), early stopping."""
+    cbs = [LearningRateLogger(),
+           keras.callbacks.CSVLogger(str(logs_dir / "train.csv"), append=True)]
+    if tensorboard:
+        cbs.append(keras.callbacks.TensorBoard(str(logs_dir / "tensorboard"), write_graph=False))
+    if config.early_stopping_patience:
+        monitor = config.monitor or ("val_loss" if validating else "loss")
+        cbs.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=config.early_stopping_patience, verbose=1))
+    return cbs
+
+
+def _fit_calls(epoch: int, batch: int, stage_end: int) -> list[tuple[int, int, int]]:
+    """The ``fit`` calls that train from batch ``batch`` of ``epoch`` to the end of the stage,
+    as ``(first epoch, end epoch, first batch)``.
+
+    Keras wants the same number of batches in every epoch of a ``fit`` call, so the rest of
+    an epoch interrupted midway gets a call of its own, before the whole epochs left.
+    """
+    calls = []
+    if batch > 0:
+        calls.append((epoch, epoch + 1, batch))
+        epoch += 1
+    if epoch < stage_end:
+        calls.append((epoch, stage_end, 0))
+    return calls
 
 
 # --------------------------------------------------------------------------------------
@@ -471,10 +581,11 @@ def _run(model, train_data, run_dir, config, val_data, loss, metrics, extra_call
     total_epochs = config.total_epochs()
     schedule = make_schedule(config, spe * total_epochs)
 
-    ckpt = manager.latest()
-    state = dict(ckpt.state) if ckpt else {"epoch": 0, "batch": 0, "step": 0, "stage": 0}
     print_fn(f"Run folder: {run_dir}  (model {name}, precision {policy}, "
              f"{distribution.replicas} device(s) via {distribution.engine})")
+    _remove_stale_temp_files(run_dir, print_fn)
+    ckpt = _latest_checkpoint(manager, run_dir)
+    state = dict(ckpt.state) if ckpt else {"epoch": 0, "batch": 0, "step": 0, "stage": 0}
     tensorboard = config.tensorboard and tensorboard_installed()
     print_fn(f"  checkpoints: {manager.directory}   logs: {logs_dir / 'train.csv'}"
              + (f"   tensorboard --logdir {logs_dir / 'tensorboard'}" if tensorboard else ""))
@@ -491,6 +602,9 @@ def _run(model, train_data, run_dir, config, val_data, loss, metrics, extra_call
         result.stopped, result.step, result.epoch = "already_finished", state["step"], \
             state["epoch"]
         result.final_weights = run_dir / "final.weights.h5"
+        if not result.final_weights.is_file():  # killed while writing it, after the checkpoint
+            _save_final(model, run_dir)
+            print_fn(f"  wrote the missing {result.final_weights.name} from {ckpt.data.name}")
         return result
 
     restored = False
@@ -536,26 +650,15 @@ def _run(model, train_data, run_dir, config, val_data, loss, metrics, extra_call
         epoch, batch = max(state["epoch"], stage_start), state["batch"]
         if state["epoch"] < stage_start:
             batch = 0
-        runs = []
-        if batch > 0:
-            runs.append((EpochView(train_data, spe, epoch, start=batch), epoch, epoch + 1, batch))
-            epoch += 1
-        if epoch < stage_end:
-            runs.append((EpochView(train_data, spe, epoch), epoch, stage_end, 0))
-        for view, first, last, start in runs:
+        for first, last, start in _fit_calls(epoch, batch, stage_end):
+            # made here, just before its fit: a view sets the dataset's epoch, so making the
+            # next one early would feed this one the next epoch's batches
+            view = EpochView(train_data, spe, first, start=start)
             position = TrainingPosition(spe, start, view)
             checkpointer = ModelCheckpointer(manager, position, s_idx, config.checkpoint_every,
                                              last_saved)
             cbs = [position, NonFiniteLossGuard(position, checkpointer), checkpointer,
-                   LearningRateLogger(),
-                   keras.callbacks.CSVLogger(str(logs_dir / "train.csv"), append=True)]
-            if tensorboard:
-                cbs.append(keras.callbacks.TensorBoard(str(logs_dir / "tensorboard"),
-                                                       write_graph=False))
-            if config.early_stopping_patience:
-                monitor = config.monitor or ("val_loss" if val_data is not None else "loss")
-                cbs.append(keras.callbacks.EarlyStopping(
-                    monitor=monitor, patience=config.early_stopping_patience, verbose=1))
+                   *_logging_callbacks(config, logs_dir, tensorboard, val_data is not None)]
             # shuffle=False: the order is the dataset's own, seeded by (seed, epoch)
             history = model.fit(view, validation_data=val_data, initial_epoch=first,
                                 epochs=last, callbacks=cbs + extra_callbacks,

@@ -5,61 +5,86 @@ Taught in notebooks/11_train_nuclei.
 Everything here takes a *predictor*: a function from one ``H×W×3`` uint8 image to its
 ``H×W`` int32 instance label image (0 background), such as ``recipe.predictor(model)`` of
 :mod:`course_lib.training.recipes`. Every loop over images shows a progress bar (tqdm).
+
+Every loop also survives a bad file: a sample or image that cannot be read is skipped, logged
+with its name and reason, and listed in the result's ``skipped``
+(:mod:`course_lib.data.skips`); the rest is scored or predicted and written.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def folder_samples(sample_dirs: Sequence[str | Path]) -> Iterable[tuple[str, np.ndarray,
-                                                                        np.ndarray]]:
-    """``(name, image, true labels)`` of DSB-layout sample folders, read one at a time.
+class EvaluationSamples:
+    """``(name, image, true labels)`` of samples read one at a time, in order, skipping the
+    ones that cannot be read.
+
+    Evaluation runs after training, often hours of it: one corrupt validation file must not
+    throw the score away. A sample whose loading raises one of
+    :data:`course_lib.data.skips.SKIPPABLE_ERRORS` is logged with its name and reason and
+    left out; ``skipped`` lists those of the last pass (:class:`~course_lib.data.skips.Skipped`).
+
+    Args:
+        names: one name per sample.
+        load: ``load(i) -> (image H×W×3 uint8, masks H×W×N bool)`` of sample ``i``.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+    def __init__(self, names: Sequence[str], load: Callable[[int], tuple]):
+        self.names, self.load = [str(n) for n in names], load
+        self.skipped: list = []
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self):
+        from course_lib.data.skips import load_or_skip
+        from course_lib.ops.masks import masks_to_labels
+
+        self.skipped = []
+        for i, name in enumerate(self.names):
+            sample = load_or_skip(lambda i=i: self.load(i), name, self.skipped)
+            if sample is not None:
+                image, masks = sample
+                yield name, image, masks_to_labels(masks)
+
+
+def folder_samples(sample_dirs: Sequence[str | Path]) -> EvaluationSamples:
+    """``(name, image, true labels)`` of DSB-layout sample folders, read one at a time;
+    unreadable ones are skipped and listed in ``.skipped`` (:class:`EvaluationSamples`).
 
     Taught in notebooks/11_train_nuclei.
     """
     from course_lib.data.nuclei import load_sample
-    from course_lib.ops.masks import masks_to_labels
 
-    class _Samples:
-        def __len__(self):
-            return len(sample_dirs)
-
-        def __iter__(self):
-            for d in sample_dirs:
-                image, masks = load_sample(d)
-                yield Path(d).name, image, masks_to_labels(masks)
-
-    return _Samples()
+    dirs = [Path(d) for d in sample_dirs]
+    return EvaluationSamples([d.name for d in dirs], lambda i: load_sample(dirs[i]))
 
 
-def provider_samples(provider) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
-    """``(name, image, true labels)`` of a sample provider (``len``, ``load``, ``name``).
+def provider_samples(provider) -> EvaluationSamples:
+    """``(name, image, true labels)`` of a sample provider (``len``, ``load``, ``name``);
+    unreadable ones are skipped and listed in ``.skipped`` (:class:`EvaluationSamples`).
 
     Taught in notebooks/11_train_nuclei.
     """
-    from course_lib.ops.masks import masks_to_labels
-
-    class _Samples:
-        def __len__(self):
-            return len(provider)
-
-        def __iter__(self):
-            for i in range(len(provider)):
-                image, masks, _ = provider.load(i)
-                name = provider.name(i) if hasattr(provider, "name") else str(i)
-                yield name, image, masks_to_labels(masks)
-
-    return _Samples()
+    names = [provider.name(i) if hasattr(provider, "name") else str(i)
+             for i in range(len(provider))]
+    return EvaluationSamples(names, lambda i: provider.load(i)[:2])
 
 
 def evaluate_dsb(predict: Predictor, samples, progress: bool = True) -> dict:
@@ -72,11 +97,17 @@ def evaluate_dsb(predict: Predictor, samples, progress: bool = True) -> dict:
         progress: show the bar.
 
     Returns:
-        ``{"score": mean, "per_image": {name: score}}``; the per-image scores come from
-        :func:`course_lib.metrics.dsb_average_precision`.
+        ``{"score": mean, "per_image": {name: score}, "skipped": [...]}``; the per-image
+        scores come from :func:`course_lib.metrics.dsb_average_precision`, the mean is over
+        the images scored; ``skipped`` lists the samples that could not be read (the
+        ``skipped`` of ``samples``, empty for a plain iterable).
+
+    Raises:
+        ValueError: no sample could be scored.
 
     Taught in notebooks/11_train_nuclei.
     """
+    from course_lib.data.skips import describe_skips
     from course_lib.metrics import dsb_average_precision
 
     per_image = {}
@@ -84,14 +115,48 @@ def evaluate_dsb(predict: Predictor, samples, progress: bool = True) -> dict:
     for name, image, truth in tqdm(samples, total=total, desc="DSB score", unit="image",
                                    disable=not progress):
         per_image[name] = float(dsb_average_precision(truth, predict(image)))
+    skipped = list(getattr(samples, "skipped", []))
     if not per_image:
-        raise ValueError("evaluate_dsb: no samples to score")
-    return {"score": float(np.mean(list(per_image.values()))), "per_image": per_image}
+        why = f" ({describe_skips(skipped)})" if skipped else ""
+        raise ValueError(f"evaluate_dsb: no samples to score{why}")
+    return {"score": float(np.mean(list(per_image.values()))), "per_image": per_image,
+            "skipped": skipped}
+
+
+def _unique_ids(found: list[tuple[str, Path]], folder: Path) -> list[tuple[str, Path]]:
+    """Give inputs that share an id (``x.png`` beside ``x.jpg``) distinct ids, and say so.
+
+    Outputs are named by id (``<id>.png``, one CSV row per id), so two inputs with one id
+    would silently overwrite each other. A plain file among them is identified by its full
+    file name instead (``x.png``, ``x.jpg``); a DSB sample folder keeps its name, the
+    dataset's own id.
+    """
+    counts = Counter(image_id for image_id, _ in found)
+    out, renamed = [], []
+    for image_id, path in found:
+        if counts[image_id] > 1 and path.parent == folder:  # a plain file, not a sample folder
+            image_id = path.name
+            renamed.append(image_id)
+        out.append((image_id, path))
+    if renamed:
+        log.warning("%d input files share their name with another input; they are named by "
+                    "their full file name instead, so no output overwrites another: %s",
+                    len(renamed), ", ".join(renamed[:6]) + (" ..." if len(renamed) > 6 else ""))
+    ids = Counter(image_id for image_id, _ in out)
+    clashing = sorted(i for i, n in ids.items() if n > 1)
+    if clashing:  # e.g. a file "x.png" beside a sample folder "x.png": too odd to guess
+        raise ValueError(f"{folder}: several inputs would be written as {clashing}; rename "
+                         "them so that each image has a name of its own.")
+    return out
 
 
 def image_files(folder: str | Path) -> list[tuple[str, Path]]:
     """``(image id, path)`` of the images in ``folder``, sorted: plain image files, or DSB
     sample folders (``<id>/images/<id>.png``).
+
+    The id is the file's stem (the sample folder's name). Two inputs with one id (``x.png``
+    beside ``x.jpg``) would overwrite each other's outputs, so such files are identified by
+    their full file name instead, with a logged warning.
 
     Raises:
         FileNotFoundError: no such folder, or no image in it (names the layouts looked for).
@@ -108,13 +173,25 @@ def image_files(folder: str | Path) -> list[tuple[str, Path]]:
     if not found:
         raise FileNotFoundError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)} files, "
                                 "or DSB-style <id>/images/<id>.png).")
-    return found
+    return _unique_ids(found, folder)
+
+
+class Predictions(dict):
+    """What :func:`predict_folder` returns: ``{image id: labels}``, plus ``skipped``, the
+    images that could not be read (:class:`~course_lib.data.skips.Skipped` entries).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.skipped: list = []
 
 
 def predict_folder(predict: Predictor, folder: str | Path, out_dir: str | Path,
                    submission: str | Path | None = None, coco_results: str | Path | None = None,
                    scores: Callable[[np.ndarray], Sequence[float]] | None = None,
-                   progress: bool = True) -> dict[str, np.ndarray]:
+                   progress: bool = True) -> Predictions:
     """Predict every image of ``folder``; write ``out_dir/<id>.png`` label images (16-bit).
 
     Args:
@@ -128,21 +205,30 @@ def predict_folder(predict: Predictor, folder: str | Path, out_dir: str | Path,
             ``<name>.image_ids.json``).
         scores: labels -> one confidence per instance for the COCO results (default 1.0).
 
+    An image that cannot be read is skipped (logged, listed in the result's ``skipped``) and
+    the others are predicted and written: one corrupt file must not cost the whole
+    submission.
+
     Returns:
-        ``{image id: labels}``.
+        :class:`Predictions`: ``{image id: labels}`` and ``.skipped``.
 
     Taught in notebooks/11_train_nuclei.
     """
     from PIL import Image
 
     from course_lib.data.io import read_image
+    from course_lib.data.skips import load_or_skip
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictions = {}
+    predictions = Predictions()
     for image_id, path in tqdm(image_files(folder), desc="predict", unit="image",
                                disable=not progress):
-        labels = np.asarray(predict(read_image(path)), np.int32)
+        image = load_or_skip(lambda path=path: read_image(path), image_id,
+                             predictions.skipped, "image")
+        if image is None:
+            continue
+        labels = np.asarray(predict(image), np.int32)
         if labels.max(initial=0) > 65535:
             raise ValueError(f"{path}: {labels.max()} instances do not fit a 16-bit PNG")
         Image.fromarray(labels.astype(np.uint16)).save(out_dir / f"{image_id}.png")
@@ -201,16 +287,26 @@ def evaluate_coco(detect: Callable[[np.ndarray], dict], provider, class_names=No
         ``{"segm": {...}, "bbox": {...}}``, each the twelve COCO numbers of
         :func:`course_lib.metrics.coco_evaluate` (``AP``, ``AP50``, ...); with ``per_class``
         also ``"per_class": {"segm": {class id: AP}, "bbox": {...}}`` over the classes found
-        in the ground truth or the detections (-1.0: no ground truth of that class).
+        in the ground truth or the detections (-1.0: no ground truth of that class); and
+        ``"skipped"``: the samples that could not be read, left out of the score (logged,
+        :class:`~course_lib.data.skips.Skipped` entries).
+
+    Raises:
+        ValueError: no sample could be read.
 
     Taught in notebooks/12_train_voc.
     """
+    from course_lib.data.skips import describe_skips, load_or_skip
     from course_lib.metrics import coco_evaluate, per_class_ap
 
-    images, annotations, detections = [], [], []
+    images, annotations, detections, skipped = [], [], [], []
     categories = set()
     for i in tqdm(range(len(provider)), desc="COCO eval", unit="image", disable=not progress):
-        image, masks, class_ids = provider.load(i)
+        name = provider.name(i) if hasattr(provider, "name") else str(i)
+        sample = load_or_skip(lambda i=i: provider.load(i), name, skipped)
+        if sample is None:  # an unreadable validation sample: left out, listed in "skipped"
+            continue
+        image, masks, class_ids = sample
         image_id = i + 1
         images.append({"id": image_id, "height": int(image.shape[0]),
                        "width": int(image.shape[1]), "file_name": f"{image_id}.png"})
@@ -222,6 +318,8 @@ def evaluate_coco(detect: Callable[[np.ndarray], dict], provider, class_names=No
                                 found["scores"], strict=True):
             detections.append({**entry, "score": float(score)})
             categories.add(entry["category_id"])
+    if not images:
+        raise ValueError(f"evaluate_coco: no samples to score ({describe_skips(skipped)})")
     names = list(class_names or [])
     cats = [{"id": c, "name": names[c] if c < len(names) else str(c)} for c in sorted(categories)]
     gt = {"images": images, "annotations": annotations, "categories": cats}
@@ -231,4 +329,5 @@ def evaluate_coco(detect: Callable[[np.ndarray], dict], provider, class_names=No
         classes[iou_type] = per_class_ap(coco_eval)
     if per_class:
         out["per_class"] = classes
+    out["skipped"] = skipped
     return out

@@ -135,6 +135,61 @@ def nuclei_folder(data: str | Path | None = None) -> tuple[Path, list[Path]]:
     return path, samples
 
 
+def require_instances(provider, where) -> None:
+    """Refuse training data in which no sample holds a single instance.
+
+    A folder whose masks are all empty (masks exported blank, the wrong folder, a threshold
+    that kept nothing) would train without a word: the loss falls nicely while the model
+    learns to call everything background. Reading samples up to the first one with an
+    instance costs one sample in the normal case; only a dataset without any is read through,
+    and then refused. Unreadable samples are skipped here as training skips them.
+
+    Raises:
+        DataError: no usable sample has an instance (the message names ``where``).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    from course_lib.data.skips import describe_skips, load_or_skip
+
+    skipped = []
+    for i in range(len(provider)):
+        name = provider.name(i) if hasattr(provider, "name") else str(i)
+        sample = load_or_skip(lambda i=i: provider.load(i), name, skipped)
+        if sample is not None and np.asarray(sample[1]).any():
+            return
+    read = len(provider) - len(skipped)
+    also = f"; {describe_skips(skipped)}" if skipped else ""
+    raise DataError(
+        f"none of the {read} training samples read in {where} holds an instance: every mask "
+        f"is empty{also}. There is nothing to learn; check that the masks mark the objects "
+        "with non-zero pixels, or point --data at the right folder.")
+
+
+def _unet_validation(val_dirs: Sequence[Path], recipe) -> tuple | None:
+    """The U-Net recipe's fixed validation tiles, ``None`` when no validation sample is usable.
+
+    Samples that cannot be read are left out and reported in one line; a validation split
+    that is entirely unusable only costs the validation curves (the run trains without
+    them, and says so), not the run.
+    """
+    from course_lib.data.skips import describe_skips
+    from course_lib.models import unet_training as ut
+
+    skipped = []
+    try:
+        images, targets, _ = ut.validation_tiles(val_dirs, recipe, tiles_per_image=1,
+                                                 skipped=skipped)
+    except ValueError as err:
+        if len(skipped) < len(val_dirs):
+            raise
+        print(f"  validation: {err} Training without validation.")
+        return None
+    if skipped:
+        print(f"  validation: {describe_skips(skipped)}; validating on the other "
+              f"{len(val_dirs) - len(skipped)} sample(s)")
+    return images, targets
+
+
 def _with_overrides(cfg: TrainConfig, n_batches: int, overrides: dict) -> TrainConfig:
     """``cfg`` with ``overrides``; steps per epoch capped at the dataset's batches."""
     cfg = dataclasses.replace(cfg, **overrides)
@@ -172,7 +227,8 @@ def unet_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
     train_dirs, val_dirs = split_samples(samples, val_fraction, seed=recipe.seed)
     train_ds = ut.training_dataset(train_dirs, recipe)
     train_ds.workers = int(workers)
-    images, targets, _ = ut.validation_tiles(val_dirs, recipe, tiles_per_image=1)
+    require_instances(train_ds.provider, root)
+    validation = _unet_validation(val_dirs, recipe)
     steps = min(recipe.steps_per_epoch or len(train_ds), len(train_ds))
     cfg = TrainConfig(epochs=recipe.epochs, steps_per_epoch=steps, optimizer="adamw",
                       learning_rate=recipe.learning_rate, weight_decay=1e-4, clipnorm=5.0,
@@ -186,7 +242,7 @@ def unet_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
     def predictor(model):
         return lambda image: watershed_instances(ut.predict_probability(model, image, recipe))
 
-    return Recipe("unet-nuclei", build, train_ds, (images, targets), cfg,
+    return Recipe("unet-nuclei", build, train_ds, validation, cfg,
                   loss="binary_crossentropy", predictor=predictor, val_samples=val_dirs,
                   data_root=root, extra={"recipe": recipe})
 
@@ -197,6 +253,7 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
     from course_lib.models import maskrcnn
 
     settings = _mode_settings(mode)
+    require_instances(train_provider, root)
     common = dict(batch_size=settings.batch_size, image_size=model_config.image_size,
                   long_side=model_config.image_long_side,
                   max_instances=model_config.max_instances,
