@@ -18,10 +18,9 @@ export PYTHONHASHSEED ?= 0
 export JUPYTER_PLATFORM_DIRS ?= 1
 # nbval: a generous per-cell limit (the notebook budget is 90 s; this only catches hangs)
 NBVAL_FLAGS := --nbval-lax --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg
-NOTEBOOK_DIRS := notebooks solutions exercises
 LAB_PORT ?= 8888
 
-.PHONY: install data lab test test-newest test-unit test-notebooks test-execute exercises strip lint bench clean
+.PHONY: install data lab test test-fast test-newest test-unit test-notebooks test-execute nbval exercises strip lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +48,25 @@ lab: $(DATA_STAMP)
 	$(BIN)/jupyter lab --port=$(LAB_PORT) $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
 		notebooks/00_start_here.ipynb
 
+# Every test once: tests/ (the lessons through nbclient, each executed once on TensorFlow with its
+# NBVAL_CHECK_OUTPUT cells compared, two again on JAX) and nbval over solutions/ and exercises/.
+# Two pytest-xdist workers, a whole file per worker (--dist loadfile): nbval runs a notebook's
+# cells in order in one kernel, so they must stay together. The lessons' file is named first so
+# that one worker starts on it (the longest file) while the other takes everything else.
+# (Not --dist loadgroup: with pytest 9.2 it silently stops grouping, pytest-xdist issue 1386.)
+# README "Tests and benchmarks" has the measured times; XDIST= runs it in one process.
+XDIST ?= -n 2 --dist loadfile
+LESSONS_TEST := tests/test_notebooks_execute.py
 test: $(DATA_STAMP)
-	$(BIN)/python -m pytest tests $(NOTEBOOK_DIRS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(LESSONS_TEST) tests solutions exercises $(NBVAL_FLAGS) $(XDIST) \
+		$(PYTEST_ARGS)
+
+# The edit-test loop for people changing course_lib: the unit tests that execute no notebook,
+# start no second Keras backend, open no browser and are not marked slow (the handful of
+# model-level tests over ~5 s each: XLA compile, one-batch overfit, end-to-end command line).
+FAST_MARKERS := not notebook and not other_backend and not browser and not slow
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "$(FAST_MARKERS)" $(XDIST) $(PYTEST_ARGS)
 
 # The same suite against the newest TensorFlow, Keras and JAX releases, in a venv of its own
 # (pip installs the pinned set first, then upgrades the three over the pin and says so): what
@@ -62,16 +78,24 @@ test-newest:
 	$(NEWEST_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(tensorflow|keras|jax) '
 	$(MAKE) test VENV=$(NEWEST_VENV)
 
+# Everything but the notebooks (what .ci/run repeats on the newest Python).
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests --ignore=tests/test_notebooks_execute.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -m "not notebook" $(XDIST) $(PYTEST_ARGS)
 
+# Only the notebooks: the lessons through nbclient, solutions/ and exercises/ through nbval.
 test-notebooks: $(DATA_STAMP)
-	$(BIN)/python -m pytest $(NOTEBOOK_DIRS) tests/test_notebooks_execute.py $(NBVAL_FLAGS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(LESSONS_TEST) solutions exercises $(NBVAL_FLAGS) $(XDIST) \
+		$(PYTEST_ARGS)
 
-# Only the lessons through nbclient (as `jupyter nbconvert --execute` runs them), on TensorFlow and
-# on JAX, with a per-cell timeout (`make test` runs this too, as part of tests/).
+# Only the lessons through nbclient (as `jupyter nbconvert --execute` runs them), with a per-cell
+# timeout and their NBVAL_CHECK_OUTPUT cells compared (`make test` runs this too).
 test-execute: $(DATA_STAMP)
-	$(BIN)/python -m pytest tests/test_notebooks_execute.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(LESSONS_TEST) $(PYTEST_ARGS)
+
+# The lessons under nbval, as an instructor's CI may run them (`make test` checks the same cells
+# inside its nbclient run, so it does not execute the lessons a second time this way).
+nbval: $(DATA_STAMP)
+	$(BIN)/python -m pytest notebooks $(NBVAL_FLAGS) $(PYTEST_ARGS)
 
 # Regenerate exercises/ from solutions/ (tests fail when exercises/ is stale).
 exercises: $(STAMP)

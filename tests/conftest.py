@@ -58,12 +58,17 @@ def real_dsb() -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tie the ``real_data`` marker to the ``real_dsb`` fixture, both ways.
+    """Tie the ``real_data`` marker to the ``real_dsb`` fixture, both ways; mark nbval's cells.
 
     A test that uses the fixture gets the marker (so ``-m "not real_data"`` deselects it);
     a test marked ``real_data`` without the fixture would bypass the CI gate, so it is an error.
+
+    nbval's items (the cells of ``solutions/`` and ``exercises/``) get the ``notebook`` marker,
+    so ``-m "not notebook"`` leaves them out as it does the nbclient runs of the lessons.
     """
     for item in items:
+        if item.__class__.__name__ == "IPyNbCell":
+            item.add_marker(pytest.mark.notebook)
         uses_fixture = "real_dsb" in getattr(item, "fixturenames", ())
         if uses_fixture and item.get_closest_marker("real_data") is None:
             item.add_marker(pytest.mark.real_data)

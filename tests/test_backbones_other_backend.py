@@ -30,6 +30,7 @@ print("ok")
 @pytest.mark.slow
 @pytest.mark.skipif(not BACKENDS, reason="neither jax nor torch is installed: only TensorFlow "
                                          "is available to test")
+@pytest.mark.other_backend
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_blocks_build_on_other_backend(backend):
     assert "ok" in run_under_backend(backend, SCRIPT.format(backend=backend))

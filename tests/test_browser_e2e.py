@@ -42,6 +42,8 @@ from tests.browser_harness import (
     run_all_cells,
 )
 
+pytestmark = pytest.mark.browser
+
 NOTEBOOK = "notebooks/00_start_here.ipynb"
 EXERCISE = "exercises/00_start_here.ipynb"
 
@@ -162,20 +164,26 @@ def test_exercise_opens_from_the_file_browser_and_from_the_lesson_link(lab, page
         raise
 
 
-# A test-only notebook: LiveCurves during a slow 4-epoch fit, then a prediction browser over
-# two images whose scores are worked out by hand (tests/test_widgets.py: an exact match scores
-# 1.0; a 4×4 square shifted by one column has IoU 12/20 = 0.6 -> DSB AP 2/10 = 0.2).
+# A test-only notebook: LiveCurves during a 4-epoch fit, then a prediction browser over two
+# images whose scores are worked out by hand (tests/test_widgets.py: an exact match scores 1.0;
+# a 4×4 square shifted by one column has IoU 12/20 = 0.6 -> DSB AP 2/10 = 0.2).
+# After each epoch the kernel waits until the test has seen that epoch's picture (the test
+# writes `seen_<epoch>` beside the notebook), so the test sees every redraw without guessing
+# how long an epoch must last; a deadline keeps a broken page from hanging the kernel.
 _LIVE_FIT = """\
 import time
+from pathlib import Path
 import keras
 import numpy as np
 from IPython.display import display
 from course_lib.viz.live_curves import LiveCurves
 from course_lib.viz.prediction_browser import prediction_browser
 
-class OneSecondEpochs(keras.callbacks.Callback):   # time for the browser to see each redraw
+class WaitUntilSeen(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
-        time.sleep(1.0)
+        deadline = time.monotonic() + 60
+        while not Path(f"seen_{epoch}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
 y = x.sum(axis=1, keepdims=True)
@@ -183,7 +191,7 @@ model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
 model.compile(optimizer="sgd", loss="mse")
 live = LiveCurves()
 display(live.widget)
-model.fit(x, y, epochs=4, verbose=0, validation_split=0.25, callbacks=[live, OneSecondEpochs()])
+model.fit(x, y, epochs=4, verbose=0, validation_split=0.25, callbacks=[live, WaitUntilSeen()])
 print("fit done:", live.redraws, "redraws")"""
 
 _BROWSER = """\
@@ -209,21 +217,23 @@ def test_live_curves_redraw_during_fit_and_prediction_browser_follows_its_slider
         open_notebook(page, lab, "live_widgets.ipynb", workspace="live-widgets")
         page.locator(".lm-MenuBar-item", has_text="Run").first.click()
         page.locator(".lm-Menu-item:not(.lm-mod-disabled)", has_text="Run All Cells").first.click()
-        # While fit runs, collect the distinct curve images the browser shows.
-        curves, deadline = set(), time.monotonic() + 180
+        # While fit runs, collect the distinct curve images the browser shows; each new one
+        # releases the kernel into the next epoch.
+        curves, deadline = [], time.monotonic() + 180
         while time.monotonic() < deadline:
             first = page.locator(".widget-output img").first
-            if first.count():
-                curves.add(first.get_attribute("src"))
+            src = first.get_attribute("src") if first.count() else None
+            if src and src not in curves:
+                curves.append(src)
+                (lab.root / f"seen_{len(curves) - 1}").touch()
             if "fit done" in _outputs_text(page):
                 break
-            time.sleep(0.2)
+            page.wait_for_timeout(100)   # poll interval
         else:
-            raise AssertionError("the fit cell did not finish in 180 s")
+            raise AssertionError(f"the fit cell did not finish in 180 s ({len(curves)} pictures)")
         assert "fit done: 4 redraws" in _outputs_text(page)
-        # One picture per epoch, replaced in place; polling every 0.2 s during 1 s epochs sees
-        # at least three of the four (the last may land with the cell's end).
-        assert len(curves) >= 3, f"saw {len(curves)} distinct curve images during fit"
+        # One picture per epoch, replaced in place, each seen while the fit was still running.
+        assert len(curves) == 4, f"saw {len(curves)} distinct curve images during fit"
         assert page.locator(".widget-output").first.locator("img").count() == 1
         page.locator(".jp-OutputArea-output", has=page.locator(".widget-output img")).first \
             .screenshot(path=str(ARTIFACTS / "live_curves_after_fit.png"))

@@ -55,6 +55,7 @@ def _run_pytest_on(tmp_path, ci: bool, *args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_real_data_test_without_data_skips_locally_fails_under_ci_and_is_marked(tmp_path):
     local = _run_pytest_on(tmp_path, ci=False)
     assert local.returncode == 0 and "1 skipped" in local.stdout, local.stdout

@@ -107,6 +107,7 @@ def test_pythonhashseed_works_only_at_start_which_is_why_set_seed_leaves_it():
     assert _hash_in_fresh_python("0") == _hash_in_fresh_python("0")
 
 
+@pytest.mark.slow
 def test_set_seed_can_switch_on_tensorflow_op_determinism():
     # in a fresh interpreter: the switch is process-wide and TensorFlow offers no public "off"
     # (TensorFlow's public API can switch it on but not read it; the reader is internal)

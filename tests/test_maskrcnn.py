@@ -60,6 +60,7 @@ def test_backbone_initialisation_is_announced(capsys):
     assert "random initialisation" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_training_step_reports_each_loss(tiny):
     cfg, training, inference, batch = tiny
     training.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -73,6 +74,7 @@ def test_training_step_reports_each_loss(tiny):
         inference.compute_loss(y_pred={"boxes": 0})
 
 
+@pytest.mark.slow
 def test_stages_tell_the_story(tiny):
     cfg, training, inference, batch = tiny
     st = M.run_stages(inference, batch)
@@ -192,6 +194,7 @@ def test_train_step_and_inference_in_mixed_bfloat16():
 
 
 @pytest.mark.slow
+@pytest.mark.other_backend
 @pytest.mark.skipif("jax" not in OTHER_BACKENDS, reason="jax is not installed")
 def test_builds_and_trains_under_jax():
     out = run_under_backend("jax", """
@@ -251,6 +254,7 @@ def test_overfits_one_batch_and_then_finds_its_objects():
         assert np.all(r["class_ids"][confident] == 1)
 
 
+@pytest.mark.slow
 def test_a_mask_roi_cap_trains_the_mask_on_the_first_positives_only():
     # Oracle: the uncapped model's own stage outputs (same weights, same sampler seed), with the
     # mask loss worked out in NumPy on the first M slots: BCE of the gt-class channel, averaged

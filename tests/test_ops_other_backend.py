@@ -60,6 +60,7 @@ print("ok")
 
 @pytest.mark.slow
 @pytest.mark.skipif(not BACKENDS, reason="neither jax nor torch is installed")
+@pytest.mark.other_backend
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ops_twins_match_references_on_other_backend(backend):
     assert "ok" in run_under_backend(backend, SCRIPT.format(backend=backend))

@@ -103,3 +103,38 @@ def test_supported_pythons_are_3_10_to_3_13_everywhere():
     assert _python_range_in(makefile, r"Python 3\.(\d+)-3\.(\d+)") == ("10", "13")
     readme = (ROOT / "README.md").read_text()
     assert _python_range_in(readme, r"Python 3\.(\d+)–3\.(\d+)") == ("10", "13")
+
+
+def test_make_test_executes_every_notebook_once_per_pass():
+    """`make test` runs tests/ (each lesson through nbclient on TensorFlow, with its checked
+    cells compared) and nbval over solutions/ and exercises/, never the lessons twice."""
+    import test_notebooks_execute as lessons
+
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^test: .*\n\t((?:.*\\\n)*.*)$", makefile, re.MULTILINE).group(1)
+    recipe = recipe.replace("\\\n", " ").split()
+    assert {"tests", "solutions", "exercises", "$(NBVAL_FLAGS)"} <= set(recipe), recipe
+    assert "notebooks" not in recipe, "the lessons run in tests/test_notebooks_execute.py"
+    flags = re.search(r"^NBVAL_FLAGS := (.+)$", makefile, re.MULTILINE).group(1)
+    assert "--nbval-lax" in flags and "tests/nbval_sanitize.cfg" in flags
+    on_tf = [p.values[0].stem for p in lessons.RUNS if p.values[1] == "tensorflow"]
+    assert sorted(on_tf) == sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_the_reliability_table_names_tests_that_exist():
+    """Each test the README's reliability table names is a test function of that file, so the
+    table cannot drift from the tests (``::name`` alone means the file named before it)."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("**Reliability: the faults the tests cover.**"):]
+    table = table[:table.index("\nNot covered yet")]
+    named = 0
+    for row in (line for line in table.splitlines() if line.startswith("| ")):
+        current = None
+        for ref in re.findall(r"`((?:test_\w+\.py)?::\w+(?:\[[^\]]*\])?|test_\w+\.py::\w+)`", row):
+            file_part, name = ref.split("::")
+            current = file_part or current
+            assert current, f"{ref} names no file in: {row[:80]}"
+            source = (ROOT / "tests" / current).read_text()
+            assert re.search(rf"^def {name}\(", source, re.MULTILINE), f"{current}::{name}"
+            named += 1
+    assert named >= 30, named

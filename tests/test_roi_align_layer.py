@@ -106,6 +106,7 @@ print("ok")
 
 
 @pytest.mark.slow
+@pytest.mark.other_backend
 @pytest.mark.skipif(not OTHER_BACKENDS, reason="neither jax nor torch is installed")
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_pyramid_roi_align_under_another_backend(backend):

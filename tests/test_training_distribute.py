@@ -86,6 +86,7 @@ def test_mirrored_strategy_matches_one_device():
 
 
 @pytest.mark.slow
+@pytest.mark.other_backend
 @pytest.mark.skipif(__import__("importlib").util.find_spec("jax") is None,
                     reason="JAX not installed")
 def test_jax_data_parallel_matches_one_device():

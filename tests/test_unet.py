@@ -119,6 +119,7 @@ def test_per_image_standardization_against_numpy_and_contract():
 
 
 @pytest.mark.slow
+@pytest.mark.other_backend
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_unet_builds_on_another_backend(backend):
     if backend not in OTHER_BACKENDS:
