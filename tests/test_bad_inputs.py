@@ -350,3 +350,38 @@ def test_complete_pngs_of_every_kind_pass_the_row_check(tmp_path):
         raw = b"\x00" * png_pixel_bytes(w, h, 8, 2, interlaced=True)
         (tmp_path / "interlaced.png").write_bytes(_png(w, h, raw, interlace=1))
         assert read_image(tmp_path / "interlaced.png").shape == (h, w, 3)
+
+
+def test_interlaced_pixel_bytes_by_hand_and_a_short_interlaced_png_is_refused(tmp_path):
+    """Adam7 by hand for an 8×8 RGB image (1 filter byte per row, 3 bytes per pixel): passes of
+    1×1, 1×1, 2×1, 2×2, 4×2, 4×4 and 8×4 pixels (columns × rows) inflate to 4 + 4 + 7 + 14 +
+    26 + 52 + 100 = 207 bytes, against 8 × (1 + 24) = 200 without interlacing."""
+    from course_lib.data.io import png_pixel_bytes, png_rows_missing
+
+    assert png_pixel_bytes(8, 8, 8, 2, interlaced=True) == 207
+    assert png_pixel_bytes(8, 8, 8, 2, interlaced=False) == 200
+    assert png_pixel_bytes(1, 1, 8, 2, interlaced=True) == 4
+    short = _png(8, 8, b"\x00" * 150, interlace=1)
+    assert png_rows_missing(_png(8, 8, b"\x00" * 207, interlace=1)) == ""
+    assert "150 of 207 bytes" in png_rows_missing(short)
+    (tmp_path / "short.png").write_bytes(short)
+    with pytest.raises(ImageReadError, match="short.png"):  # Pillow sees this one itself
+        read_image(tmp_path / "short.png")
+
+
+def test_skip_reasons_and_an_empty_skip_list():
+    from course_lib.data.skips import skip_reason
+
+    assert skip_reason(FileNotFoundError("x")) == "missing_file"
+    assert skip_reason(ImageReadError("x")) == "unreadable_image"
+    assert skip_reason(PermissionError("x")) == "read_error"
+    assert skip_reason(ValueError("x")) == "invalid_sample"
+    assert describe_skips([]) == ""
+
+
+def test_ctrl_c_before_any_checkpoint_says_the_command_starts_again(tmp_path, capsys):
+    from course_lib import train as cli
+
+    assert cli._interrupted(cli.build_parser(), tmp_path / "run") == 130
+    assert "no checkpoint was written yet; the same command starts the run again" in \
+        capsys.readouterr().err
