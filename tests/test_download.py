@@ -53,18 +53,18 @@ class _Handler(BaseHTTPRequestHandler):
         if server.chunked:  # HTTP/1.1 chunked framing: the closing chunk proves the end
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+            server.sent += len(body)   # counted before writing: see the last branch
             for i in range(0, len(body), 100_000):
                 piece = body[i:i + 100_000]
                 self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
             self.wfile.write(b"0\r\n\r\n")
-            server.sent += len(body)
             return
         if server.no_length is not None:  # no size announced; the end is the connection closing
             self.send_header("Connection", "close")
             self.end_headers()
+            server.sent += min(len(body), server.no_length)
             self.wfile.write(body[:server.no_length])
             self.close_connection = True
-            server.sent += min(len(body), server.no_length)
             return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -74,8 +74,10 @@ class _Handler(BaseHTTPRequestHandler):
             server.cut_after = None
             self.close_connection = True
             return
-        self.wfile.write(body)
+        # Counted before writing: the client may read the last byte and the test check
+        # `sent` before this thread runs again, so a count after the write can lag behind.
         server.sent += len(body)
+        self.wfile.write(body)
 
 
 @pytest.fixture
