@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LESSONS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
 #: The lessons run a second time under JAX, each with the reason: the path its code takes
-#: under JAX that no unit test covers. The README's "Testing" section lists the same.
+#: under JAX that no unit test covers. The README's "Tests and benchmarks" section lists the same.
 #: A JAX pass of all thirteen took 654 s against 472 s on TensorFlow (7 Dec 2026, 2 cores),
 #: most of it re-running keras.ops model code that the unit tests already run under JAX.
 JAX_LESSONS = {
