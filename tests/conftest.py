@@ -64,11 +64,14 @@ def pytest_collection_modifyitems(config, items):
     a test marked ``real_data`` without the fixture would bypass the CI gate, so it is an error.
 
     nbval's items (the cells of ``solutions/`` and ``exercises/``) get the ``notebook`` marker,
-    so ``-m "not notebook"`` leaves them out as it does the nbclient runs of the lessons.
+    so ``-m "not notebook"`` leaves them out as it does the nbclient runs of the lessons; an
+    exercise's cells may raise only what an unfinished exercise raises.
     """
     for item in items:
         if item.__class__.__name__ == "IPyNbCell":
             item.add_marker(pytest.mark.notebook)
+            if item.path.parent.name == "exercises":
+                only_exercise_errors(item)
         uses_fixture = "real_dsb" in getattr(item, "fixturenames", ())
         if uses_fixture and item.get_closest_marker("real_data") is None:
             item.add_marker(pytest.mark.real_data)
@@ -84,3 +87,48 @@ def data_root(tmp_path, monkeypatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("COURSE_DATA", str(root))
     return root
+
+
+#: What a check cell of an exercise notebook may raise while the exercise is not done: the
+#: function is still ``raise NotImplementedError()``, or the check found the answer wrong.
+EXERCISE_ERRORS = frozenset({"NotImplementedError", "ExerciseFailed"})
+
+
+def unexpected_exercise_errors(outputs, unfinished_before: bool = False) -> list[str]:
+    """``"Name: message"`` of each error output an unfinished exercise does not explain.
+
+    nbval's ``raises-exception`` tag (which ``make exercises`` puts on an exercise's check
+    cells) accepts *any* exception: a cell that fails with a NameError because the notebook's
+    set-up broke, or ran in another kernel, would pass. Allowed: :data:`EXERCISE_ERRORS`, and a
+    NameError once an earlier cell raised one of them (``unfinished_before``: a check that reads
+    what the unwritten function would have made).
+    """
+    allowed = EXERCISE_ERRORS | ({"NameError"} if unfinished_before else set())
+    return [f"{o.get('ename')}: {o.get('evalue', '')}" for o in outputs or ()
+            if o.get("output_type") == "error" and o.get("ename") not in allowed]
+
+
+def only_exercise_errors(item) -> None:
+    """Make nbval's cell ``item`` of an exercise notebook fail when it raised something an
+    unfinished exercise does not explain (see :func:`unexpected_exercise_errors`).
+
+    Done by wrapping the item's ``runtest`` at collection: the report hooks of this conftest
+    apply only to items under ``tests/``, the collection hook to every item. Whether an
+    earlier cell of the same kernel raised an exercise error is kept on the notebook's node.
+    """
+    runtest, notebook = item.runtest, item.parent
+
+    def run_and_check():
+        runtest()
+        outputs = getattr(item, "test_outputs", None)
+        wrong = unexpected_exercise_errors(
+            outputs, unfinished_before=getattr(notebook, "exercise_unfinished", False))
+        if any(o.get("ename") in EXERCISE_ERRORS for o in outputs or ()):
+            notebook.exercise_unfinished = True
+        if wrong:
+            pytest.fail(f"{item.nodeid} raised {wrong[0]}; an exercise's cells may raise only "
+                        f"{', '.join(sorted(EXERCISE_ERRORS))} (the function not written yet, "
+                        "or the check finding it wrong), or a NameError after one of those",
+                        pytrace=False)
+
+    item.runtest = run_and_check

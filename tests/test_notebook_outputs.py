@@ -93,3 +93,20 @@ def test_verdict_matches_nbval_on_a_real_kernel(tmp_path, printed, agrees):
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     ours_passed = output_differences(reference, nb) == []
     assert nbval_passed == ours_passed == agrees
+
+
+def test_an_exercise_cell_may_raise_only_what_an_unfinished_exercise_raises():
+    """nbval's raises-exception tag accepts any exception; conftest narrows it for exercises."""
+    from conftest import unexpected_exercise_errors
+
+    def error(name):
+        return new_output("error", ename=name, evalue="x", traceback=[])
+
+    assert unexpected_exercise_errors([error("NotImplementedError"), error("ExerciseFailed")]) \
+        == []
+    assert unexpected_exercise_errors(_stdout("ok\n")) == []
+    assert unexpected_exercise_errors([error("NameError")]) == ["NameError: x"]
+    # a check reading what the unwritten function would have made, after it raised
+    assert unexpected_exercise_errors([error("NameError")], unfinished_before=True) == []
+    assert unexpected_exercise_errors([error("TypeError")], unfinished_before=True) \
+        == ["TypeError: x"]
