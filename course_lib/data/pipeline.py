@@ -56,7 +56,7 @@ from course_lib.data.coco import (  # noqa: F401  (providers re-exported for con
     LabelFolderSamples,
     check_sample,
 )
-from course_lib.data.skips import SKIPPABLE_ERRORS, skip_reason  # noqa: F401  (re-exported)
+from course_lib.data.skips import SKIPPABLE_ERRORS, skip_reason
 from course_lib.data.voc import VocSamples  # noqa: F401
 from course_lib.ops.masks import (
     disjoint_masks_to_labels,
