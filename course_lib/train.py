@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("quick", "full"), default=None,
                    help="quick: small images and few steps (CPU); full: real training. "
                         "Default: COURSE_MODE, else full when a GPU is visible")
+    p.add_argument("--budget", choices=("cpu",), default=None,
+                   help="a named training budget instead of the mode's sizes: cpu = the "
+                        "shipped models' recipe, about an hour on a 2-core CPU, on real "
+                        "DSB images (see notebook 11)")
     p.add_argument("--run-dir", required=True, type=Path, metavar="DIR",
                    help="run folder for checkpoints and logs; an existing run there resumes (a new "
                         "folder starts afresh)")
@@ -239,18 +243,22 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                                    ("learning_rate", args.learning_rate)) if v is not None}
     if args.epochs is not None:
         overrides["stages"] = ()  # an explicit epoch count trains every layer throughout
-    overrides["checkpoint_every"] = args.checkpoint_every or (500 if full else None)
+    overrides["checkpoint_every"] = args.checkpoint_every or (
+        500 if full else 200 if args.budget else None)
     overrides["mixed_precision"] = args.precision
     overrides["jit_compile"] = {"auto": "auto", "on": True, "off": False}[args.jit]
     overrides["verbose"] = 2 if args.quiet else 1
-    workers = args.workers or (4 if full else 1)
+    workers = args.workers or (4 if full else 2 if args.budget else 1)
+    if args.budget:
+        overrides["budget"] = args.budget
     try:
         apply_precision(args.precision)  # before the data and model are built
         recipe = make_recipe(args.preset, args.model, mode, args.data, workers=workers,
                              **overrides)
     except (DataError, ValueError, FileNotFoundError) as err:
         _fail(parser, str(err))
-    print(f"Training {recipe.name} ({mode} mode) on {recipe.data_root}")
+    print(f"Training {recipe.name} ({f'{args.budget} budget' if args.budget else f'{mode} mode'})"
+          f" on {recipe.data_root}")
     try:
         distribution = data_parallel(args.devices.split(",") if args.devices else None)
     except (ValueError, RuntimeError, NotImplementedError) as err:

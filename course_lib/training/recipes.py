@@ -207,32 +207,46 @@ def _mode_settings(mode: str | None) -> course_config.ModeSettings:
     return course_config.FULL if mode == "full" else course_config.QUICK
 
 
-def unet_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
-                workers: int = 1, **train_overrides) -> Recipe:
-    """The U-Net recipe of notebook 10 (:mod:`course_lib.models.unet_training`) as a run.
+def nuclei_split(samples: Sequence[Path], val_fraction: float = 0.1
+                 ) -> tuple[list[Path], list[Path], dict[str, str]]:
+    """The course's one nuclei train/validation split: notebook 11's, stratified by modality
+    with seed 0 (:func:`course_lib.data.nuclei.stratified_split`).
 
-    AdamW at the recipe's rate, binary cross-entropy weighted by the paper's border map,
-    instances by watershed of the probability. ``train_overrides`` replace
-    :class:`TrainConfig` fields (e.g. ``epochs=1, steps_per_epoch=3``).
+    Every recipe, budget and shipped model is scored on this split, so their figures compare.
 
     Taught in notebooks/11_train_nuclei.
     """
-    from course_lib.data.nuclei import split_samples
+    from course_lib.data.nuclei import stratified_split
+
+    return stratified_split(samples, val_fraction, seed=0)
+
+
+def unet_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
+                workers: int = 1, budget: str | None = None, **train_overrides) -> Recipe:
+    """The U-Net recipe of notebook 10 (:mod:`course_lib.models.unet_training`) as a run.
+
+    AdamW at the recipe's rate with the recipe's target: binary cross-entropy weighted by the
+    paper's border map and a distance watershed (the modes), or three classes and their
+    interiors as seeds (``budget="cpu"``, :func:`~course_lib.models.unet_training.recipe_for_budget`).
+    ``train_overrides`` replace :class:`TrainConfig` fields (e.g. ``epochs=1,
+    steps_per_epoch=3``). The split is :func:`nuclei_split`.
+
+    Taught in notebooks/11_train_nuclei.
+    """
     from course_lib.models import unet_training as ut
-    from course_lib.ops.watershed import watershed_instances
 
     mode = _mode_settings(mode).name
     root, samples = nuclei_folder(data)
-    recipe = ut.recipe_for_mode(mode)
-    train_dirs, val_dirs = split_samples(samples, val_fraction, seed=recipe.seed)
-    train_ds = ut.training_dataset(train_dirs, recipe)
+    recipe = ut.recipe_for_budget(budget) if budget else ut.recipe_for_mode(mode)
+    train_dirs, val_dirs, _ = nuclei_split(samples, val_fraction)
+    train_ds = ut.training_dataset(train_dirs, recipe, augmenter=recipe.augmenter())
     train_ds.workers = int(workers)
     require_instances(train_ds.provider, root)
     validation = _unet_validation(val_dirs, recipe)
     steps = min(recipe.steps_per_epoch or len(train_ds), len(train_ds))
     cfg = TrainConfig(epochs=recipe.epochs, steps_per_epoch=steps, optimizer="adamw",
                       learning_rate=recipe.learning_rate, weight_decay=1e-4, clipnorm=5.0,
-                      seed=recipe.seed)
+                      warmup_steps=100 if budget else 0, seed=recipe.seed)
     cfg = _with_overrides(cfg, len(train_ds), train_overrides)
 
     def build():
@@ -240,11 +254,13 @@ def unet_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
         return ut.build_recipe_unet(recipe, norm)
 
     def predictor(model):
-        return lambda image: watershed_instances(ut.predict_probability(model, image, recipe))
+        return lambda image: ut.predict_instances(model, image, recipe)
 
-    return Recipe("unet-nuclei", build, train_ds, validation, cfg,
-                  loss="binary_crossentropy", predictor=predictor, val_samples=val_dirs,
-                  data_root=root, extra={"recipe": recipe})
+    name = f"unet-nuclei-{budget}" if budget else "unet-nuclei"
+    return Recipe(name, build, train_ds, validation, cfg, loss=recipe.loss,
+                  predictor=predictor, val_samples=val_dirs, data_root=root,
+                  extra={"recipe": recipe, "train_ids": [d.name for d in train_dirs],
+                         "val_ids": [d.name for d in val_dirs], "budget": budget})
 
 
 def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode: str,
@@ -416,6 +432,9 @@ def make_recipe(preset: str, model: str, mode: str | None = None, data=None,
         raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
+    budget = kwargs.get("budget")
+    if budget is not None and preset != "nuclei":
+        raise ValueError(f"the {budget!r} budget is defined for the nuclei preset only")
     if model == "unet":
         if preset != "nuclei":
             raise ValueError("U-Net is trained on nuclei only (one foreground class); use "
