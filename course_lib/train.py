@@ -278,6 +278,9 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         _fail(parser, f"could not write {err.filename} ({err.strerror or err}); the run folder "
                       "must stay writable and its disk must have space. Fix that and run the "
                       "same command to resume from the last checkpoint.")
+    from course_lib.shipped import write_model_spec
+
+    write_model_spec(args.run_dir, recipe)  # what `predict RUN_DIR` needs to rebuild the model
     scored = _evaluate(parser, args, recipe, result.model) if args.evaluate else True
     if args.predict is not None:
         _predict(parser, args, recipe, result.model)

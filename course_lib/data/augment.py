@@ -505,6 +505,30 @@ class Crop:
         return crop(image, masks, top, left, ch, cw, keep_size=True)
 
 
+@dataclass
+class Window:
+    """A random ``size × size`` window at the image's own scale (no resizing).
+
+    Unlike :class:`Crop`, which zooms, this keeps every nucleus at its native size: a
+    detector trained on windows of large images sees the same object sizes it will see when
+    it detects in native-scale tiles (:func:`course_lib.models.tiled_detection.detect_tiled`).
+    A side shorter than ``size`` is kept whole.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+    size: int = 256
+
+    def __call__(self, image, masks, rng):
+        h, w = np.shape(image)[:2]
+        ch, cw = min(h, self.size), min(w, self.size)
+        if (ch, cw) == (h, w):
+            return image, masks
+        top = int(rng.integers(0, h - ch + 1))
+        left = int(rng.integers(0, w - cw + 1))
+        return crop(image, masks, top, left, ch, cw, keep_size=False)
+
+
 class _PhotometricTransform:
     """Base of the pixel-value transforms: with probability ``p``, draw one value uniformly
     from ``bounds`` and apply ``self.apply(image, value)``; masks are left alone."""

@@ -266,6 +266,30 @@ def nuclei_config(**overrides) -> MaskRCNNConfig:
     return MaskRCNNConfig(**values)
 
 
+def nuclei_cpu_config(**overrides) -> MaskRCNNConfig:
+    """Preset for the nuclei CPU budget: 256-px windows at native scale, the light backbone.
+
+    The model of notebook 11's shipped Mask R-CNN, trained from scratch within an hour on a
+    2-core CPU: it sees 256×256 windows cut at the images' own scale (not whole images
+    shrunk into the square) and detects in large images window by window
+    (:func:`course_lib.models.tiled_detection.detect_tiled`). The report's small anchors
+    (8–128 px), up to 256 nuclei per window, group-normalised mask head (batches of 4
+    images are too small for batch statistics in the heads).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    values = dict(name="nuclei-cpu", num_classes=2, class_names=("background", "nucleus"),
+                  anchor_scales=(8, 16, 32, 64, 128), image_size=256, backbone="light",
+                  fpn_channels=64, box_head_dim=256, mask_head_channels=64,
+                  mask_head_norm="group", rpn_batch_per_image=256,
+                  rpn_pre_nms_top_k_train=1000, rpn_post_nms_top_n_train=500,
+                  rpn_pre_nms_top_k_test=1000, rpn_post_nms_top_n_test=500,
+                  rois_per_image=256, max_instances=256, detections_per_image=256,
+                  detection_pre_nms_top_k=1000, mask_roi_step=None)
+    values.update(overrides)
+    return MaskRCNNConfig(**values)
+
+
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
                "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -728,6 +752,6 @@ def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
     return results
 
 
-__all__ = ["MaskRCNNConfig", "MaskRCNN", "nuclei_config", "voc_config", "build_models",
+__all__ = ["MaskRCNNConfig", "MaskRCNN", "nuclei_config", "nuclei_cpu_config", "voc_config", "build_models",
            "detect", "run_stages", "parameter_counts", "prepare_images", "STAGE_NAMES",
            "VOC_CLASSES"]

@@ -108,8 +108,10 @@ class UNetRecipe:
             background weigh 1 and 1, plus the foreground weight on the interior).
         augment: random transforms of each training image before the crop: ``""`` (none),
             ``"flips"`` or ``"flips+rot90"`` (the nuclei have no up, down, left or right).
-        cache_all: keep every decoded training image in memory (the CPU budget revisits
-            each image dozens of times; decoding its hundreds of mask PNGs is the slow part).
+        piece_side: keep every decoded training image in memory and cut the large ones into
+            pieces of at most this side (:class:`TiledSamples`; the CPU budget revisits each
+            image dozens of times, and decoding its hundreds of mask PNGs, or unpacking a
+            large image's mask stack, is the slow part); ``None``: an LRU cache of whole images.
         min_size: predicted instances smaller than this many pixels are dropped.
 
     Taught in notebooks/10_unet.
@@ -135,7 +137,7 @@ class UNetRecipe:
     border_width: int = 2
     border_weight: float = 3.0
     augment: str = ""
-    cache_all: bool = False
+    piece_side: int | None = None
     min_size: int = 0
 
     def __post_init__(self):
@@ -221,17 +223,18 @@ def recipe_for_budget(budget: str, **overrides) -> UNetRecipe:
       border class separates touching nuclei without the per-tile distance transforms of
       the weight map, and seeds the watershed with interiors instead of distance peaks;
     - flips and quarter turns (nuclei have no orientation: 8 views of each image);
-    - every decoded image cached, AdamW with warm-up and one drop of the rate at 3/4.
+    - every decoded image cached, large ones cut into 384-px pieces (:class:`TiledSamples`),
+      AdamW with warm-up and one drop of the rate at 3/4.
 
     Taught in notebooks/11_train_nuclei.
     """
     if budget != "cpu":
         raise ValueError(f"budget={budget!r}: use one of {BUDGETS}")
     base = UNetRecipe(tile_size=256, base_filters=16, depth=4, batch_norm=True,
-                      bn_momentum=0.99, batch_size=8, epochs=35, steps_per_epoch=None,
+                      bn_momentum=0.99, batch_size=8, epochs=20, steps_per_epoch=None,
                       learning_rate=2e-3, margin=32, prior_foreground=None,
                       foreground_weight=1.0, target="three_class", border_width=2,
-                      border_weight=3.0, augment="flips+rot90", cache_all=True, min_size=10)
+                      border_weight=3.0, augment="flips+rot90", piece_side=384, min_size=10)
     return dataclasses.replace(base, **overrides)
 
 
@@ -260,17 +263,24 @@ class CachedSamples:
 
     def __init__(self, provider, maxsize: int = 64):
         self.provider = provider
-        self._packed = functools.lru_cache(maxsize=maxsize)(
-            lambda index: _pack_sample(provider.load(index)))
-        if hasattr(provider, "load_with_ignore"):
-            # the ignore regions and drop counts must survive the cache too
-            self._packed_ignore = functools.lru_cache(maxsize=maxsize)(
-                lambda index: _pack_sample(provider.load_with_ignore(index)))
-            self.load_with_ignore = lambda index: _unpack_sample(self._packed_ignore(index))
+        # one cache: with ignore regions when the provider has them (``load`` then returns
+        # the first three items), so a sample is never decoded twice
+        with_ignore = hasattr(provider, "load_with_ignore")
+        read = provider.load_with_ignore if with_ignore else provider.load
+        self._cache = functools.lru_cache(maxsize=maxsize)(
+            lambda index: _pack_sample(read(index)))
+        if with_ignore:  # the ignore regions and drop counts must survive the cache too
+            self.load_with_ignore = lambda index: _unpack_sample(self._cache(index))
 
     def load(self, index: int):
         """``provider.load(index)``, decoded once and then served from memory."""
-        return _unpack_sample(self._packed(index))
+        return _unpack_sample(self._cache(index)[:3])
+
+    def packed(self, index: int) -> tuple:
+        """The cached form of ``load_with_ignore(index)`` (of ``load(index)`` for a provider
+        without it): masks as ``("labels", uint16 H×W, N)`` when they do not overlap (what
+        :class:`TiledSamples` cuts from)."""
+        return self._cache(index)
 
     def __len__(self) -> int:
         return len(self.provider)
@@ -282,9 +292,92 @@ class CachedSamples:
 
     def cache_info(self):
         """``functools.lru_cache`` statistics of the samples served: hits, misses, size."""
-        packed = getattr(self, "_packed_ignore", None)
-        return (packed if packed is not None and packed.cache_info().currsize
-                else self._packed).cache_info()
+        return self._cache.cache_info()
+
+
+class TiledSamples:
+    """Large images as several samples of at most ``side × side``, cut from a
+    :class:`CachedSamples` without rebuilding the whole image's mask stack.
+
+    A 1024×1344 image with 300 nuclei has a 400 MB stack of masks; every step that touches
+    it (the sample check, the augmenter, the tile cut) costs a second of a 2-core CPU, for a
+    256-px training window. Cut into 384-px pieces first, only the piece's own nuclei are
+    unpacked from the cached label image, and every part of a large image is seen once per
+    epoch instead of one random window of it. Images no larger than ``side`` stay whole.
+
+    Every sample is decoded once at construction (to learn its size), which fills the cache.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+
+    def __init__(self, cached: CachedSamples, side: int = 384, progress: bool = True):
+        from tqdm.auto import tqdm
+
+        from course_lib.data.skips import load_or_skip
+
+        self.cached, self.side = cached, int(side)
+        self.index: list[tuple[int, int, int, int, int]] = []   # sample, top, left, h, w
+        self.skipped: list = []
+        for i in tqdm(range(len(cached)), desc="decoding training images", unit="image",
+                      disable=not progress):
+            packed = load_or_skip(lambda i=i: cached.packed(i), cached.name(i), self.skipped)
+            if packed is None:
+                continue   # counted, logged; the dataset never sees it
+            h, w = np.shape(packed[0])[:2]
+            for top in _piece_starts(h, self.side):
+                for left in _piece_starts(w, self.side):
+                    self.index.append((i, top, left, min(h, self.side), min(w, self.side)))
+        if hasattr(cached, "load_with_ignore"):
+            self.load_with_ignore = self._load_with_ignore
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def name(self, index: int) -> str:
+        i, top, left, _, _ = self.index[index]
+        return f"{self.cached.name(i)}@{top},{left}"
+
+    def _cut(self, index: int, packed: tuple) -> tuple:
+        i, top, left, h, w = self.index[index]
+        image, masks, class_ids, *rest = packed
+        window = (slice(top, top + h), slice(left, left + w))
+        if isinstance(masks, tuple):   # a label image: unpack only this piece's nuclei
+            from course_lib.ops.masks import labels_to_masks
+
+            labels = masks[1][window]
+            ids = np.unique(labels)
+            ids = ids[ids > 0]
+            masks = labels_to_masks(labels, ids=ids)
+            class_ids = np.asarray(class_ids)[ids.astype(np.int64) - 1]
+        else:
+            masks = np.asarray(masks)[window]
+            present = masks.reshape(-1, masks.shape[-1]).any(axis=0)
+            masks, class_ids = masks[..., present], np.asarray(class_ids)[present]
+        rest = [self._cut_regions(r, window, first=(top, left) == (0, 0)) for r in rest]
+        return (image[window], masks, class_ids, *rest)
+
+    @staticmethod
+    def _cut_regions(regions, window, first: bool):
+        from course_lib.data.coco import IgnoreRegions
+
+        # the loader's drop counts belong to the image: report them with its first piece only
+        return IgnoreRegions(np.asarray(regions.masks)[window], regions.reasons,
+                             regions.dropped if first else {})
+
+    def load(self, index: int):
+        """Piece ``index``: ``(image, masks, class_ids)`` of its window."""
+        return self._cut(index, self.cached.packed(self.index[index][0])[:3])
+
+    def _load_with_ignore(self, index: int):
+        return self._cut(index, self.cached.packed(self.index[index][0]))
+
+
+def _piece_starts(length: int, side: int) -> list[int]:
+    """Offsets of ``ceil(length / side)`` windows of ``side`` spread evenly over ``length``."""
+    if length <= side:
+        return [0]
+    n = -(-length // side)
+    return [int(round(k * (length - side) / (n - 1))) for k in range(n)]
 
 
 def _pack_sample(sample: tuple) -> tuple:
@@ -374,9 +467,12 @@ def training_dataset(sample_dirs: Sequence[str | Path], recipe: UNetRecipe, cach
     from course_lib.data.pipeline import UNetDataset
 
     if provider is None:
-        if recipe.cache_all:
-            cache = max(cache, len(sample_dirs))
-        provider = CachedSamples(DsbFolderSamples(sample_dirs=list(sample_dirs)), maxsize=cache)
+        if recipe.piece_side:
+            provider = TiledSamples(CachedSamples(DsbFolderSamples(sample_dirs=list(sample_dirs)),
+                                                  maxsize=len(sample_dirs)), recipe.piece_side)
+        else:
+            provider = CachedSamples(DsbFolderSamples(sample_dirs=list(sample_dirs)),
+                                     maxsize=cache)
     return UNetDataset(provider, batch_size=recipe.batch_size, tile_size=recipe.tile_size,
                        weight_fn=weight_fn or recipe_weight_fn(recipe),
                        target_fn=recipe_target_fn(recipe), seed=recipe.seed,
@@ -406,7 +502,7 @@ def validation_tiles(sample_dirs: Sequence[str | Path], recipe: UNetRecipe,
     from course_lib.data.skips import describe_skips, load_or_skip
     from course_lib.ops.weight_map import border_weight
 
-    fixed = dataclasses.replace(recipe, seed=seed, batch_size=1)
+    fixed = dataclasses.replace(recipe, seed=seed, batch_size=1, piece_side=None)
     ds = training_dataset(sample_dirs, fixed, weight_fn=lambda labels: border_weight(
         labels, w0=10.0, sigma=5.0), shuffle=False)
     skipped = [] if skipped is None else skipped

@@ -264,28 +264,47 @@ def unet_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
 
 
 def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode: str,
-                     workers: int, root, train_overrides) -> Recipe:
+                     workers: int, root, train_overrides, budget: str | None = None) -> Recipe:
     from course_lib.data.pipeline import MaskRCNNDataset
     from course_lib.models import maskrcnn
 
     settings = _mode_settings(mode)
     require_instances(train_provider, root)
-    common = dict(batch_size=settings.batch_size, image_size=model_config.image_size,
+    batch_size = 4 if budget else settings.batch_size
+    common = dict(batch_size=batch_size, image_size=model_config.image_size,
                   long_side=model_config.image_long_side,
                   max_instances=model_config.max_instances,
                   mini_mask_shape=model_config.mini_mask_shape, workers=workers)
-    train_ds = MaskRCNNDataset(train_provider, seed=model_config.seed, **common)
-    val_ds = MaskRCNNDataset(val_provider, shuffle=False, **common) if val_provider else None
+    augmenter = None
+    if budget:   # native-scale windows, and the 8 orientations of each
+        from course_lib.data.augment import Augmenter, FlipLeftRight, FlipUpDown, Rotate90, Window
+        from course_lib.models.unet_training import CachedSamples
+
+        train_provider = CachedSamples(train_provider, maxsize=len(train_provider))
+        augmenter = Augmenter([Window(model_config.image_size), FlipLeftRight(), FlipUpDown(),
+                               Rotate90()], seed=model_config.seed)
+    train_ds = MaskRCNNDataset(train_provider, seed=model_config.seed, augmenter=augmenter,
+                               **common)
+    val_ds = None
+    if val_provider and not budget:  # the budget's windows are scored by DSB, not val_loss
+        val_ds = MaskRCNNDataset(val_provider, shuffle=False, **common)
     steps = min(settings.steps_per_epoch or len(train_ds), len(train_ds))
     epochs = settings.epochs
-    heads = max(1, epochs // 4)  # the reference schedules: heads first, then every layer
-    stages = (Stage("heads", heads, MASKRCNN_HEADS), Stage("all", max(1, epochs - heads)))
-    # SGD as in the paper: 0.02 for 16 images a batch, scaled linearly to ours
-    lr = 0.02 * settings.batch_size / 16
-    cfg = TrainConfig(stages=stages, steps_per_epoch=steps, optimizer="sgd", learning_rate=lr,
-                      momentum=0.9, weight_decay=1e-4, clipnorm=5.0,
-                      warmup_steps=min(500, max(1, steps * (epochs) // 10)),
-                      seed=model_config.seed)
+    if budget:
+        # from scratch on a CPU: AdamW with a warm-up, every layer from the first step
+        epochs = MASKRCNN_CPU_EPOCHS
+        cfg = TrainConfig(epochs=epochs, steps_per_epoch=len(train_ds), optimizer="adamw",
+                          learning_rate=1e-3, weight_decay=1e-4, clipnorm=5.0,
+                          warmup_steps=200, seed=model_config.seed)
+    else:
+        heads = max(1, epochs // 4)  # the reference schedules: heads first, then every layer
+        stages = (Stage("heads", heads, MASKRCNN_HEADS), Stage("all", max(1, epochs - heads)))
+        # SGD as in the paper: 0.02 for 16 images a batch, scaled linearly to ours
+        lr = 0.02 * settings.batch_size / 16
+        cfg = TrainConfig(stages=stages, steps_per_epoch=steps, optimizer="sgd",
+                          learning_rate=lr, momentum=0.9, weight_decay=1e-4, clipnorm=5.0,
+                          warmup_steps=min(500, max(1, steps * (epochs) // 10)),
+                          seed=model_config.seed)
     cfg = _with_overrides(cfg, len(train_ds), train_overrides)
     models = {}
 
@@ -299,6 +318,10 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
         if inference is None:  # a model built elsewhere: rebuild the twin sharing its layers
             inference = maskrcnn.MaskRCNN(model.config, mode="inference", shared=model,
                                           verbose=False)
+        if budget:
+            from course_lib.models.tiled_detection import detect_tiled
+
+            return lambda image: detect_tiled(inference, image)
         return lambda image: maskrcnn.detect(inference, [image])[0]
 
     def predictor(model):
@@ -306,13 +329,21 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
 
         def labels(image):
             det = find(image)
-            return masks_to_labels_by_score(det["masks"], det["scores"])
+            keep = det["scores"] >= MIN_SCORE_FOR_LABELS
+            return masks_to_labels_by_score(det["masks"][..., keep], det["scores"][keep])
 
         return labels
 
     return Recipe(name, build, train_ds, val_ds, cfg, loss=None, predictor=predictor,
                   detector=detector, val_samples=val_provider, data_root=root,
-                  extra={"model_config": model_config, "models": models})
+                  extra={"model_config": model_config, "models": models, "budget": budget})
+
+
+#: Epochs of the Mask R-CNN CPU budget (each one window of every training image).
+MASKRCNN_CPU_EPOCHS = 20
+#: Detections below this confidence are left out of label images (the DSB score counts
+#: every predicted instance; COCO AP, which ranks by score, takes all of them).
+MIN_SCORE_FOR_LABELS = 0.5
 
 
 def masks_to_labels_by_score(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -338,22 +369,28 @@ def masks_to_labels_by_score(masks: np.ndarray, scores: np.ndarray) -> np.ndarra
 
 
 def maskrcnn_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
-                    workers: int = 1, **train_overrides) -> Recipe:
-    """Mask R-CNN (:func:`course_lib.models.maskrcnn.nuclei_config`) on a nuclei folder.
+                    workers: int = 1, budget: str | None = None, **train_overrides) -> Recipe:
+    """Mask R-CNN on a nuclei folder: :func:`course_lib.models.maskrcnn.nuclei_config` sized
+    by the mode, or :func:`~course_lib.models.maskrcnn.nuclei_cpu_config` for
+    ``budget="cpu"`` (native-scale windows, AdamW, tiled detection). The split is
+    :func:`nuclei_split`.
 
     Taught in notebooks/11_train_nuclei.
     """
     from course_lib.data.coco import DsbFolderSamples
-    from course_lib.data.nuclei import split_samples
     from course_lib.models import maskrcnn
 
     mode = _mode_settings(mode).name
     root, samples = nuclei_folder(data)
-    train_dirs, val_dirs = split_samples(samples, val_fraction, seed=0)
-    return _maskrcnn_recipe("maskrcnn-nuclei", maskrcnn.nuclei_config(),
-                            DsbFolderSamples(sample_dirs=train_dirs),
-                            DsbFolderSamples(sample_dirs=val_dirs), mode, workers, root,
-                            train_overrides)
+    train_dirs, val_dirs, _ = nuclei_split(samples, val_fraction)
+    config = maskrcnn.nuclei_cpu_config() if budget else maskrcnn.nuclei_config()
+    recipe = _maskrcnn_recipe(f"maskrcnn-nuclei-{budget}" if budget else "maskrcnn-nuclei",
+                              config, DsbFolderSamples(sample_dirs=train_dirs),
+                              DsbFolderSamples(sample_dirs=val_dirs), mode, workers, root,
+                              train_overrides, budget=budget)
+    recipe.extra.update(train_ids=[d.name for d in train_dirs],
+                        val_ids=[d.name for d in val_dirs])
+    return recipe
 
 
 def maskrcnn_voc(data=None, mode: str | None = None, workers: int = 1,
