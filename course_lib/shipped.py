@@ -54,7 +54,7 @@ class ShippedModelError(RuntimeError):
 # --------------------------------------------------------------------------------------
 
 
-def model_spec(recipe) -> dict:
+def model_spec(recipe) -> dict | None:
     """The JSON-able description of a recipe's architecture and inference (``model.json``).
 
     Args:
@@ -62,7 +62,8 @@ def model_spec(recipe) -> dict:
 
     Returns:
         ``{"kind": "unet", "unet_recipe": {...}}`` or ``{"kind": "maskrcnn", "config":
-        {...}, "tiled": bool}`` (tiled: detect in native-scale windows, the CPU budget's way).
+        {...}, "tiled": bool}`` (tiled: detect in native-scale windows, the CPU budget's way);
+        ``None`` for a recipe of neither kind (a stand-in model: nothing to rebuild by name).
 
     Taught in notebooks/11_train_nuclei.
     """
@@ -70,15 +71,21 @@ def model_spec(recipe) -> dict:
     if "recipe" in extra:
         return {"kind": "unet", "name": recipe.name,
                 "unet_recipe": dataclasses.asdict(extra["recipe"])}
-    return {"kind": "maskrcnn", "name": recipe.name, "config": extra["model_config"].to_dict(),
-            "tiled": bool(extra.get("budget"))}
+    if "model_config" in extra:
+        return {"kind": "maskrcnn", "name": recipe.name,
+                "config": extra["model_config"].to_dict(), "tiled": bool(extra.get("budget"))}
+    return None
 
 
-def write_model_spec(run_dir: str | Path, recipe) -> Path:
-    """Write :func:`model_spec` of ``recipe`` to ``run_dir/model.json``; returns the path."""
+def write_model_spec(run_dir: str | Path, recipe) -> Path | None:
+    """Write :func:`model_spec` of ``recipe`` to ``run_dir/model.json``; returns the path
+    (``None``, and nothing written, for a recipe :func:`model_spec` cannot describe)."""
+    spec = model_spec(recipe)
+    if spec is None:
+        return None
     path = Path(run_dir) / MODEL_SPEC
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(model_spec(recipe), indent=1) + "\n")
+    path.write_text(json.dumps(spec, indent=1) + "\n")
     return path
 
 

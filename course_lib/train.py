@@ -37,6 +37,8 @@ examples:
   python -m course_lib.train nuclei --model maskrcnn --mode full --run-dir runs/mrcnn \\
       --data data/dsb2018/stage1_train
   python -m course_lib.train voc --model maskrcnn --run-dir runs/voc --resume
+  python -m course_lib.train nuclei --model unet --budget cpu --run-dir runs/unet-cpu \
+      --data data/dsb2018/stage1_train --evaluate     # the shipped U-Net: about an hour
   KERAS_BACKEND=jax python -m course_lib.train nuclei --model maskrcnn --run-dir runs/j
 exit codes: 0 done, 2 bad arguments or data, 3 training stopped on a NaN/inf loss,
   130 interrupted (Ctrl-C; the same command resumes from the last checkpoint).

@@ -287,6 +287,18 @@ MASKS_TO_LABELS_ANSWERS = [
 ]
 
 
+# windows: n = ceil((L - overlap) / (tile - overlap)), starts spread evenly, worked by hand
+TILE_STARTS_ANSWERS = [
+    [0],                                  # 256: one window
+    [0],                                  # 100: one, padded
+    [0, 132, 264],                        # 520: n = ceil(456 / 192) = 3, step 264 / 2
+    [0, 64],                              # 320: n = ceil(256 / 192) = 2
+    [0, 181, 363, 544, 725, 907, 1088],   # 1344: n = ceil(1280 / 192) = 7, step 1088 / 6
+    [0, 256],                             # 512, no overlap: n = 2
+    [0, 48, 96, 144],                     # 400, overlap 200: n = ceil(200 / 56) = 4
+]
+
+
 # learning rate: base · factor^(drops so far) · (f + (1 - f) · step / warm-up) during warm-up
 WARMUP_STEP_LR_ANSWERS = [
     0.02,                        # no warm-up, no boundary
@@ -351,6 +363,7 @@ def _keys():
          MASKS_TO_LABELS_ANSWERS),
         ("warmup_step_lr", E.check_warmup_step_lr, E.WARMUP_STEP_LR_CASES,
          WARMUP_STEP_LR_ANSWERS),
+        ("tile_starts", E.check_tile_starts, E.TILE_STARTS_CASES, TILE_STARTS_ANSWERS),
     ]
 
 

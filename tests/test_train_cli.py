@@ -42,7 +42,7 @@ def test_help_explains_every_option(capsys):
     assert code == 0
     for option in ("PRESET", "--model", "--mode", "--run-dir", "--data", "--resume",
                    "--epochs", "--steps-per-epoch", "--checkpoint-every", "--workers",
-                   "--precision", "--jit", "--devices", "--evaluate", "--predict"):
+                   "--precision", "--jit", "--devices", "--evaluate", "--predict", "--budget"):
         assert option in out, option
     assert "resumes" in out and "exit codes" in out
 
@@ -53,6 +53,7 @@ def test_help_explains_every_option(capsys):
     (["voc", "--model", "unet"], "use --model maskrcnn"),
     (["coco", "--model", "maskrcnn"], "needs --data"),
     (["nuclei", "--model", "unet", "--epochs", "0"], "at least 1"),
+    (["voc", "--model", "maskrcnn", "--budget", "cpu"], "nuclei preset only"),
 ])
 def test_bad_arguments_give_one_line(args, says, tmp_path, capsys, data_root):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -89,6 +90,17 @@ def test_end_to_end_quick_unet_loss_falls_and_resume(nuclei, tmp_path, capsys):
     assert names == sorted(p.name for p in (nuclei / "stage1_train").iterdir() if p.is_dir())
     assert (pred / "submission.csv").read_text().startswith("ImageId,EncodedPixels")
     assert (pred / "coco_results.json").is_file()
+    # the predict command rebuilds the model from the run folder: the same labels
+    from course_lib import predict
+
+    again = tmp_path / "again"
+    assert predict.main([str(run), str(nuclei / "stage1_train"), str(again), "--quiet"]) == 0
+    from course_lib.data.io import read_array
+
+    for name in names:
+        np.testing.assert_array_equal(read_array(again / f"{name}.png"),
+                                      read_array(pred / "labels" / f"{name}.png"))
+    assert (again / "submission.csv").read_text() == (pred / "submission.csv").read_text()
     # a different model in the same folder is refused in one line
     code, _, err = run_cli(["nuclei", "--model", "maskrcnn", "--data", nuclei, "--run-dir", run],
                            capsys)

@@ -93,8 +93,10 @@ from course_lib.exercises.ch10_unet import (  # noqa: F401
 from course_lib.exercises.ch11_train_nuclei import (  # noqa: F401
     DSB_PRECISION_CASES,
     MASKS_TO_LABELS_CASES,
+    TILE_STARTS_CASES,
     check_dsb_precision,
     check_masks_to_labels,
+    check_tile_starts,
 )
 from course_lib.exercises.ch12_train_voc import (  # noqa: F401
     WARMUP_STEP_LR_CASES,

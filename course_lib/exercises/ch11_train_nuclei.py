@@ -1,5 +1,6 @@
-"""Exercise checks of notebooks/11_train_nuclei: one DSB precision from a model's output, and
-the model's overlapping masks turned into the non-overlapping label image a submission needs.
+"""Exercise checks of notebooks/11_train_nuclei: one DSB precision from a model's output, the
+model's overlapping masks turned into the non-overlapping label image a submission needs, and
+the windows that let a 256-pixel detector see a large image at its own scale.
 
 Taught in notebooks/11_train_nuclei.
 """
@@ -104,3 +105,34 @@ def check_masks_to_labels(fn: Callable) -> bool:
                                             np.asarray(expected, np.int64)),
         hint="sort by score, best first (np.argsort(-scores)); give the k-th best label k on "
              "the pixels that no better detection took.")
+
+
+TILE_STARTS_CASES = [
+    Case("an image as large as the window: one window at 0", (256, 256, 64)),
+    Case("smaller than the window: still one (the detector pads it)", (100, 256, 64)),
+    Case("520 px: three windows, spread evenly, the last ending at 520", (520, 256, 64)),
+    Case("320 px: two windows sharing 192 px", (320, 256, 64)),
+    Case("1344 px, overlap 64: seven windows", (1344, 256, 64)),
+    Case("no overlap asked: 512 px is exactly two windows", (512, 256, 0)),
+    Case("a wide overlap: 400 px with overlap 200 needs four windows", (400, 256, 200)),
+]
+
+
+def _tile_starts_reference(length, tile, overlap):
+    from course_lib.models.tiled_detection import tile_starts
+
+    return tile_starts(length, tile, overlap)
+
+
+def check_tile_starts(fn: Callable) -> bool:
+    """Check ``tile_starts(length, tile, overlap) -> list[int]``: the fewest windows of side
+    ``tile`` covering ``[0, length)`` with neighbours sharing at least ``overlap`` pixels,
+    spread evenly (rounded) from 0 to ``length - tile``.
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    return check_function(
+        fn, _tile_starts_reference, TILE_STARTS_CASES, name="tile_starts",
+        compare=lambda got, expected: exact([int(v) for v in got], expected),
+        hint="one window when length <= tile; else n = ceil((length - overlap) / (tile - "
+             "overlap)) windows, the k-th starting at round(k * (length - tile) / (n - 1)).")

@@ -278,9 +278,10 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
     augmenter = None
     if budget:   # native-scale windows, and the 8 orientations of each
         from course_lib.data.augment import Augmenter, FlipLeftRight, FlipUpDown, Rotate90, Window
-        from course_lib.models.unet_training import CachedSamples
+        from course_lib.models.unet_training import CachedSamples, TiledSamples
 
-        train_provider = CachedSamples(train_provider, maxsize=len(train_provider))
+        train_provider = TiledSamples(CachedSamples(train_provider, maxsize=len(train_provider)),
+                                      side=384)
         augmenter = Augmenter([Window(model_config.image_size), FlipLeftRight(), FlipUpDown(),
                                Rotate90()], seed=model_config.seed)
     train_ds = MaskRCNNDataset(train_provider, seed=model_config.seed, augmenter=augmenter,
@@ -339,8 +340,9 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
                   extra={"model_config": model_config, "models": models, "budget": budget})
 
 
-#: Epochs of the Mask R-CNN CPU budget (each one window of every training image).
-MASKRCNN_CPU_EPOCHS = 20
+#: Epochs of the Mask R-CNN CPU budget (each one 256-px window of every 384-px piece of
+#: every training image).
+MASKRCNN_CPU_EPOCHS = 10
 #: Detections below this confidence are left out of label images (the DSB score counts
 #: every predicted instance; COCO AP, which ranks by score, takes all of them).
 MIN_SCORE_FOR_LABELS = 0.5
