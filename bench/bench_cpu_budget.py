@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-
 from machine import header  # noqa: E402
 
 
@@ -76,8 +75,8 @@ def bench_training(model: str, data: Path, steps: int, warmup: int, workers: int
 
 def bench_inference() -> list[str]:
     from course_lib import shipped
-    from course_lib.training.evaluate import folder_samples
     from course_lib.data.demo import demo_samples
+    from course_lib.training.evaluate import folder_samples
 
     samples = list(folder_samples(demo_samples()))
     lines = []

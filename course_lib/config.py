@@ -163,12 +163,18 @@ def mode() -> str:
     return "full" if gpu_devices() else "quick"
 
 
-def settings() -> ModeSettings:
-    """The :class:`ModeSettings` of the current :func:`mode`.
+def settings(name: str | None = None) -> ModeSettings:
+    """The :class:`ModeSettings` of mode ``name`` (default: the current :func:`mode`).
+
+    A caller asked for a mode passes it here, so it gets that mode's sizes whatever
+    ``COURSE_MODE`` says.
 
     Taught in notebooks/00_start_here.
     """
-    return FULL if mode() == "full" else QUICK
+    name = name or mode()
+    if name not in MODES:
+        raise ValueError(f"mode={name!r}: use one of {MODES}")
+    return FULL if name == "full" else QUICK
 
 
 def data_root() -> Path:

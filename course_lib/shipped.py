@@ -262,11 +262,10 @@ class LoadedModel:
             from course_lib.models import unet_training as ut
 
             return ut.predict_instances(self.model, np.asarray(image), self.recipe)
-        from course_lib.training.recipes import MIN_SCORE_FOR_LABELS, masks_to_labels_by_score
+        from course_lib.ops.masks import detections_to_labels
+        from course_lib.training.recipes import MIN_SCORE_FOR_LABELS
 
-        det = self.detect(image)
-        keep = det["scores"] >= MIN_SCORE_FOR_LABELS
-        return masks_to_labels_by_score(det["masks"][..., keep], det["scores"][keep])
+        return detections_to_labels(self.detect(image), MIN_SCORE_FOR_LABELS)
 
 
 def load(name_or_run: str | Path, verify: bool = True) -> LoadedModel:

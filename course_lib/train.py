@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -225,8 +224,6 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     ``--predict``; returns the exit code (:func:`main` wraps it to catch Ctrl-C)."""
     _check_numbers(parser, args)
     _check_run_dir(parser, args.run_dir)
-    if args.mode:
-        os.environ["COURSE_MODE"] = args.mode  # before anything reads the mode
     from course_lib import config
     from course_lib.training import (
         NonFiniteLossError,
@@ -238,7 +235,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from course_lib.training.checkpoints import CheckpointError
     from course_lib.training.recipes import DataError, make_recipe
 
-    mode = config.mode()
+    mode = args.mode or config.mode()   # passed down, never written into the environment
     full = mode == "full"
     overrides = {k: v for k, v in (("epochs", args.epochs),
                                    ("steps_per_epoch", args.steps_per_epoch),

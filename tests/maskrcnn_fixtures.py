@@ -64,7 +64,5 @@ class BlobSamples:
 def blob_batch(config: M.MaskRCNNConfig, n_images: int = 2, seed: int = 0, **kwargs) -> dict:
     """One MaskRCNNDataset batch of :class:`BlobSamples` for ``config``."""
     provider = BlobSamples(n_images, seed=seed, **kwargs)
-    ds = MaskRCNNDataset(provider, batch_size=n_images, image_size=config.image_size,
-                         max_instances=config.max_instances,
-                         mini_mask_shape=config.mini_mask_shape, shuffle=False)
+    ds = MaskRCNNDataset.for_config(config, provider, batch_size=n_images, shuffle=False)
     return ds[0], provider

@@ -11,6 +11,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from course_lib.data import coco as C
+from course_lib.data import samples as S
 from course_lib.data import voc
 from course_lib.data.synthetic import make_voc
 
@@ -83,7 +84,7 @@ def test_coco_samples_finds_the_image_folder(coco_dir):
     samples = C.CocoSamples(coco_dir[0])  # images/ beside the json
     assert len(samples) == 2 and samples.name(0) == "one.png"
     assert samples.class_names == ["background", "cat", "dog"]
-    C.check_sample(*samples.load(0))
+    S.check_sample(*samples.load(0))
     with pytest.raises(ValueError, match="image_dir"):
         C.CocoSamples(json.loads(coco_dir[0].read_text()))
 
@@ -138,23 +139,23 @@ def _check_contract(provider):
         assert class_ids.shape == (masks.shape[-1],)
         assert np.issubdtype(class_ids.dtype, np.integer) and (class_ids >= 1).all()
         assert isinstance(provider.name(i), str)
-        C.check_sample(image, masks, class_ids, source=provider.name(i))
+        S.check_sample(image, masks, class_ids, source=provider.name(i))
 
 
 def test_check_sample_rejects_contract_violations():
     image = np.zeros((4, 5, 3), np.uint8)
     masks = np.zeros((4, 5, 2), bool)
-    C.check_sample(image, masks, np.array([1, 2]))
+    S.check_sample(image, masks, np.array([1, 2]))
     with pytest.raises(ValueError, match="img7: image must be"):
-        C.check_sample(image.astype(np.float32), masks, np.array([1, 2]), source="img7")
+        S.check_sample(image.astype(np.float32), masks, np.array([1, 2]), source="img7")
     with pytest.raises(ValueError, match="masks must be"):
-        C.check_sample(image, masks.astype(np.uint8), np.array([1, 2]))
+        S.check_sample(image, masks.astype(np.uint8), np.array([1, 2]))
     with pytest.raises(ValueError, match="masks must be"):
-        C.check_sample(image, np.zeros((4, 6, 2), bool), np.array([1, 2]))
+        S.check_sample(image, np.zeros((4, 6, 2), bool), np.array([1, 2]))
     with pytest.raises(ValueError, match="one per"):
-        C.check_sample(image, masks, np.array([1]))
+        S.check_sample(image, masks, np.array([1]))
     with pytest.raises(ValueError, match="0 is the background"):
-        C.check_sample(image, masks, np.array([0, 1]))
+        S.check_sample(image, masks, np.array([0, 1]))
 
 
 def test_label_folder_contract(tmp_path, caplog):
@@ -259,3 +260,17 @@ def test_colour_label_folder_keeps_every_instance(tmp_path):
     assert masks.shape == (6, 8, 2) and list(ids) == [1, 1]
     assert masks[1:4, 1:4, 0].all() and masks[..., 0].sum() == 9
     assert masks[1:4, 4:7, 1].all() and masks[..., 1].sum() == 9
+
+
+def test_every_ready_made_provider_meets_the_provider_protocol(tmp_path):
+    """The contract module's protocol is what the format modules implement (and nothing in
+    the format modules defines the contract again)."""
+    from course_lib.data import voc
+    from course_lib.data.synthetic import make_nuclei
+
+    make_nuclei(tmp_path, 2, seed=0, size=64)
+    provider = C.DsbFolderSamples(tmp_path / "stage1_train")
+    assert isinstance(provider, S.SampleProvider)
+    S.check_sample(*provider.load(0), source=provider.name(0))
+    assert not hasattr(C, "IgnoreRegions") or C.IgnoreRegions is S.IgnoreRegions
+    assert not hasattr(voc, "check_sample")

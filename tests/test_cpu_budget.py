@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from course_lib.data.augment import Window
-from course_lib.data.coco import IgnoreRegions
+from course_lib.data.samples import IgnoreRegions
 from course_lib.models import tiled_detection as td
 from course_lib.models import unet_training as ut
 from course_lib.ops.weight_map import three_class_target

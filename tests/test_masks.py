@@ -276,3 +276,20 @@ def test_coco_rle_encode_labels_equals_encoding_the_mask_stack(seed):
     assert rles == M.coco_rle_encode(M.labels_to_masks(labels))
     empty_ids, empty_rles = M.coco_rle_encode_labels(np.zeros((4, 4), int))
     assert empty_ids.shape == (0,) and empty_rles == []
+
+
+def test_detections_to_labels_leaves_out_low_scores_and_gives_contested_pixels_to_the_best():
+    from course_lib.ops.masks import detections_to_labels
+
+    masks = np.zeros((6, 8, 3), bool)
+    masks[0:4, 0:4, 0] = True      # score 0.6
+    masks[2:6, 2:6, 1] = True      # score 0.9: wins the 2×2 overlap with the first
+    masks[0:2, 6:8, 2] = True      # score 0.4: below min_score, left out
+    det = {"masks": masks, "scores": np.array([0.6, 0.9, 0.4], np.float32)}
+    labels = detections_to_labels(det, min_score=0.5)
+    expected = np.zeros((6, 8), np.int32)
+    expected[0:4, 0:4] = 2           # the second best is label 2 ...
+    expected[2:6, 2:6] = 1           # ... painted over by the best, label 1
+    np.testing.assert_array_equal(labels, expected)
+    assert detections_to_labels(det, min_score=0.0).max() == 3
+    assert detections_to_labels({"masks": masks[..., :0], "scores": np.zeros(0)}).max() == 0

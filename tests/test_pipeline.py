@@ -9,6 +9,7 @@ import pytest
 
 from course_lib.data import pipeline as P
 from course_lib.data.augment import Augmenter
+from course_lib.ops import geometry as G
 from course_lib.ops.masks import masks_to_boxes
 
 
@@ -68,12 +69,12 @@ def test_resize_and_pad_exact_scale_by_hand():
     # (200 - 100) / 2 = 50: window (0, 50, 200, 150). Box (10, 20, 30, 40) -> 2x + (0, 50, 0, 50)
     # = (20, 90, 60, 130), and back: ((20 - 0) / 2, (90 - 50) / 2, ...) = (10, 20, 30, 40).
     image, masks, _ = _sample(100, 50, [(10, 20, 30, 40)])
-    img, m, window, scale = P.resize_and_pad(image, masks, 200)
+    img, m, window, scale = G.resize_and_pad(image, masks, 200)
     assert img.shape == (200, 200, 3) and m.shape == (200, 200, 1) and scale == 2.0
     np.testing.assert_array_equal(window, [0, 50, 200, 150])
     box = masks_to_boxes(m)
     np.testing.assert_array_equal(box, [[20, 90, 60, 130]])
-    np.testing.assert_allclose(P.unresize_boxes(box, window, scale), [[10, 20, 30, 40]])
+    np.testing.assert_allclose(G.unresize_boxes(box, window, scale), [[10, 20, 30, 40]])
     assert (img[:, :50] == 0).all() and (img[:, 150:] == 0).all()  # zero padding
 
 
@@ -83,12 +84,12 @@ def test_resize_and_pad_shrinking_by_hand():
     # fall outside), columns 2..7 read 3..11. Box (6, 3, 18, 12) -> (4, 2 + 10, 12, 8 + 10)
     # = (4, 12, 12, 18); back: (4 * 1.5, 2 * 1.5, 12 * 1.5, 8 * 1.5) = (6, 3, 18, 12).
     image, masks, _ = _sample(60, 30, [(6, 3, 18, 12)])
-    img, m, window, scale = P.resize_and_pad(image, masks, 40)
+    img, m, window, scale = G.resize_and_pad(image, masks, 40)
     np.testing.assert_array_equal(window, [0, 10, 40, 30])
     np.testing.assert_allclose(scale, 2 / 3)
     box = masks_to_boxes(m)
     np.testing.assert_array_equal(box, [[4, 12, 12, 18]])
-    np.testing.assert_allclose(P.unresize_boxes(box, window, scale), [[6, 3, 18, 12]], atol=1e-5)
+    np.testing.assert_allclose(G.unresize_boxes(box, window, scale), [[6, 3, 18, 12]], atol=1e-5)
 
 
 def test_resize_to_a_long_side_inside_a_larger_square_by_hand():
@@ -96,7 +97,7 @@ def test_resize_to_a_long_side_inside_a_larger_square_by_hand():
     # so nothing is resampled; padding (512 - 375) // 2 = 68 on top, (512 - 500) // 2 = 6 left:
     # window (68, 6, 443, 506), and every pixel outside it is zero.
     image, masks, _ = _sample(375, 500, [(100, 200, 150, 260)])
-    img, m, window, scale = P.resize_and_pad(image, masks, 512, long_side=500)
+    img, m, window, scale = G.resize_and_pad(image, masks, 512, long_side=500)
     assert img.shape == (512, 512, 3) and scale == 1.0
     np.testing.assert_array_equal(window, [68, 6, 443, 506])
     np.testing.assert_array_equal(img[68:443, 6:506], image)
@@ -104,13 +105,13 @@ def test_resize_to_a_long_side_inside_a_larger_square_by_hand():
     np.testing.assert_array_equal(masks_to_boxes(m), [[168, 206, 218, 266]])
     # A 750 x 1000 photo halves: window and scale as above, boxes map back to the photo.
     big, big_masks, _ = _sample(750, 1000, [(200, 400, 300, 520)])
-    _, m2, window2, scale2 = P.resize_and_pad(big, big_masks, 512, long_side=500)
+    _, m2, window2, scale2 = G.resize_and_pad(big, big_masks, 512, long_side=500)
     assert scale2 == 0.5
     np.testing.assert_array_equal(window2, [68, 6, 443, 506])
-    np.testing.assert_allclose(P.unresize_boxes(masks_to_boxes(m2), window2, scale2),
+    np.testing.assert_allclose(G.unresize_boxes(masks_to_boxes(m2), window2, scale2),
                                [[200, 400, 300, 520]])
     with pytest.raises(ValueError, match="long_side=600"):
-        P.resize_and_pad(image, masks, 512, long_side=600)
+        G.resize_and_pad(image, masks, 512, long_side=600)
     ds = P.MaskRCNNDataset(ListSamples([(image, masks, np.array([1], np.int32))]), batch_size=1,
                            image_size=512, long_side=500, mini_mask_shape=None, shuffle=False)
     np.testing.assert_array_equal(ds[0]["image_meta"][0], [375, 500, 68, 6, 443, 506, 1.0])
@@ -140,11 +141,11 @@ def test_meta_window_and_scale_undo_the_resize():
     b = P.MaskRCNNDataset(provider, batch_size=1, image_size=160, max_instances=3)[0]
     h, w, y1, x1, y2, x2, scale = b["image_meta"][0]
     assert (h, w, y1, x1, y2, x2, scale) == (40, 80, 40, 0, 120, 160, 2)
-    meta = P.parse_image_meta(b["image_meta"])
+    meta = G.parse_image_meta(b["image_meta"])
     assert meta["original_shape"].tolist() == [[40, 80]] and meta["scale"].tolist() == [2.0]
     assert meta["window"].tolist() == [[40, 0, 120, 160]]
     np.testing.assert_array_equal(b["gt_boxes"][0, 0], [50, 14, 74, 34])
-    np.testing.assert_allclose(P.unresize_boxes(b["gt_boxes"][0, :1], [y1, x1, y2, x2], scale),
+    np.testing.assert_allclose(G.unresize_boxes(b["gt_boxes"][0, :1], [y1, x1, y2, x2], scale),
                                [[5, 7, 17, 17]])
     assert b["gt_class_ids"][0].tolist() == [4, 0, 0] and b["gt_count"][0] == 1
     # a rectangle fills its own box: its mini-mask is all ones
@@ -285,7 +286,7 @@ def test_uint8_resize_agrees_with_skimage():
     rng = np.random.default_rng(0)
     smooth = np.kron(rng.integers(0, 256, (6, 8, 3)), np.ones((16, 16, 1))).astype(np.uint8)
     for size in (64, 256):  # shrink 128 -> 64 and enlarge 128 -> 256
-        img, _, window, scale = P.resize_and_pad(smooth, None, size)
+        img, _, window, scale = G.resize_and_pad(smooth, None, size)
         y1, x1, y2, x2 = (int(v) for v in window)
         ref = resize(smooth.astype(float), (y2 - y1, x2 - x1, 3), order=1, preserve_range=True,
                      anti_aliasing=scale < 1)
@@ -316,7 +317,7 @@ def test_label_image_path_equals_mask_stack_computation():
                                           (5, 35, 7, 37)])
     row = P.MaskRCNNDataset(ListSamples([(image, masks, ids)]), batch_size=1, image_size=48,
                             max_instances=6).sample(0)
-    _, big, _, _ = P.resize_and_pad(image, masks, 48)
+    _, big, _, _ = G.resize_and_pad(image, masks, 48)
     present = big.any(axis=(0, 1))  # the 2 x 2 instance may vanish at scale 48 / 70
     big = big[..., present]
     n = big.shape[-1]
@@ -438,7 +439,7 @@ class IgnoreSamples(ListSamples):
         self.regions = regions
 
     def load_with_ignore(self, i):
-        from course_lib.data.coco import IgnoreRegions
+        from course_lib.data.samples import IgnoreRegions
 
         image, masks, ids = self.load(i)
         rects, reasons, dropped = self.regions[i]
@@ -524,3 +525,21 @@ def test_providers_without_ignore_keep_working_and_batches_carry_empty_ignore_ro
     assert b["gt_ignore_boxes"].shape == (3, 5, 4) and (b["gt_ignore_boxes"] == 0).all()
     assert b["gt_ignore_count"].tolist() == [0, 0, 0]
     assert ds.skip_summary()["skipped"] == 0
+
+
+def test_a_dataset_for_a_config_takes_every_size_from_it():
+    """``for_config`` is how every Mask R-CNN dataset is made: nothing is typed twice, and a
+    VOC config's margin (500 of 512) reaches the data."""
+    from course_lib.models import maskrcnn as M
+
+    cfg = M.voc_config("quick", max_instances=7, max_ignore=5, mini_mask_shape=(14, 14))
+    ds = P.MaskRCNNDataset.for_config(cfg, _random_provider(3), batch_size=1, shuffle=False)
+    assert (ds.image_size, ds.long_side, ds.max_instances, ds.max_ignore, ds.mini_mask_shape) \
+        == (cfg.image_size, cfg.image_long_side, 7, 5, (14, 14))
+    batch = ds[0]
+    y1, x1, y2, x2 = G.parse_image_meta(batch["image_meta"])["window"][0]
+    assert max(y2 - y1, x2 - x1) == cfg.image_long_side < cfg.image_size
+    assert batch["gt_boxes"].shape[1] == 7 and batch["gt_masks"].shape[1:3] == (14, 14)
+    # a deliberate change of one size is a keyword, the rest still from the config
+    full = P.MaskRCNNDataset.for_config(cfg, _random_provider(3), mini_mask_shape=None)
+    assert full.mini_mask_shape is None and full.long_side == cfg.image_long_side

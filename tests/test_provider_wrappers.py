@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_lib.data.coco import IgnoreRegions
 from course_lib.data.pipeline import MaskRCNNDataset
+from course_lib.data.samples import IgnoreRegions
 from course_lib.models.unet_training import CachedSamples
 from course_lib.training.recipes import SubsetSamples
 

@@ -382,3 +382,29 @@ def test_ctrl_c_in_a_real_process_is_one_line_with_exit_code_130(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert f"interrupted: the last checkpoint is {run / 'checkpoints' / 'ckpt-00000003.json'}" \
         in last
+
+
+def test_a_full_mode_recipe_under_a_quick_environment_builds_the_full_model(nuclei,
+                                                                           monkeypatch):
+    """``mode`` is honoured end to end: asked for full mode, a recipe builds full-mode sizes
+    whatever COURSE_MODE says, and the command line passes the mode instead of writing the
+    environment."""
+    from course_lib.training.recipes import make_recipe
+
+    monkeypatch.setenv("COURSE_MODE", "quick")
+    recipe = make_recipe("nuclei", "maskrcnn", "full", nuclei)
+    cfg = recipe.extra["model_config"]
+    assert (cfg.image_size, cfg.backbone, cfg.max_instances) == (512, "resnet50", 400)
+    assert recipe.train_data.batch_size == 8 and recipe.train_data.image_size == 512
+    unet = make_recipe("nuclei", "unet", "full", nuclei)
+    assert unet.extra["recipe"].tile_size == 256 and unet.train_data.batch_size == 8
+    quick = make_recipe("nuclei", "maskrcnn", None, nuclei)      # no mode asked: the env's
+    assert quick.extra["model_config"].image_size == 128
+
+
+def test_the_command_line_leaves_the_environment_alone(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COURSE_MODE", "quick")
+    code, _, err = run_cli(["nuclei", "--model", "unet", "--mode", "full", "--data",
+                            tmp_path / "nowhere", "--run-dir", tmp_path / "run"], capsys)
+    assert code == 2 and "does not exist" in err
+    assert os.environ["COURSE_MODE"] == "quick"

@@ -75,6 +75,19 @@ def test_draw_stage_pastes_the_detected_masks_at_their_boxes():
     plt.close(fig)
 
 
+def test_score_stages_get_a_colour_bar_and_ground_truth_shows_on_bright_images():
+    bright = np.full((32, 32, 3), 250.0, np.float32)          # a bright-field background
+    fig, axes = plt.subplots(1, 2)
+    viz.draw_stage(axes[0], bright, _stages(), 0, "anchors", 0.0, colorbar=True,
+                   gt_boxes=np.array([[2, 2, 12, 12]], np.float32))
+    viz.draw_stage(axes[1], bright, _stages(), 1, "masks", 0.5, colorbar=True)
+    assert len(fig.axes) == 3                                  # one bar, for anchors only
+    assert fig.axes[2].get_ylabel() == "objectness"
+    gt = [p for p in axes[0].patches if p.get_linestyle() == "--"]
+    assert gt and all(np.mean(p.get_edgecolor()[:3]) < 0.9 for p in gt)   # not white
+    plt.close(fig)
+
+
 def test_stage_explorer_follows_its_controls():
     stages = _stages()
     images = np.zeros((2, 32, 32, 3), np.float32)

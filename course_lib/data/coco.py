@@ -12,30 +12,11 @@ Category ids in a COCO file need not be consecutive (COCO's own run 1..90 with g
 class ids 1..K with 0 for the background, so :func:`category_mapping` maps the sorted category
 ids to 1..K.
 
-Bring your own data
--------------------
-Everything downstream (augmentation, batching, training, metrics) consumes *samples*::
-
-    image      H x W x 3 uint8 RGB
-    masks      H x W x N bool, one instance per channel (N may be 0)
-    class_ids  (N,) int32, 1..K (0 is reserved for the background)
-
-through a *sample provider*: any object with ``len(provider)``, ``provider.load(i) -> (image,
-masks, class_ids)`` and ``provider.name(i) -> str``. A provider *may* also offer
-``provider.load_with_ignore(i) -> (image, masks, class_ids, IgnoreRegions)``: the instances it
-could not hand over as ground truth (crowd regions, unmapped categories, VOC objects without a
-class) as masks with a reason each, so the batching pipeline counts them and carries their boxes
-as ignore regions instead of letting them silently become background. ``load`` keeps its three
-return values, so existing callers and custom providers without the method work unchanged. :func:`check_sample` validates a sample
-against the contract with an error that names the sample. Ready-made providers:
-
-- :class:`CocoSamples` - a COCO json plus its image folder (polygons or RLE);
-- :class:`course_lib.data.voc.VocSamples` - a Pascal VOC 2012 folder;
-- :class:`DsbFolderSamples` - a folder in the DSB2018 layout, ``<root>/<id>/images/<id>.png``
-  and ``<root>/<id>/masks/*.png`` (one binary mask per instance, all class 1);
-- :class:`LabelFolderSamples` - ``images/<name>.png`` beside ``labels/<name>.png`` where each
-  label image numbers the instances 1..N (0 background), all class 1.
-
+Bring your own data: the sample contract (what a provider returns, :class:`IgnoreRegions`,
+:func:`check_sample`) lives in :mod:`course_lib.data.samples`. The ready-made providers:
+:class:`CocoSamples` (a COCO json plus its image folder, polygons or RLE),
+:class:`course_lib.data.voc.VocSamples` (a Pascal VOC 2012 folder), :class:`DsbFolderSamples`
+(the DSB2018 layout) and :class:`LabelFolderSamples` (images beside label images).
 :func:`open_dataset` picks the right one for a path.
 """
 
@@ -48,37 +29,13 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from course_lib.data import io
+from course_lib.data.samples import IgnoreRegions
 
 log = logging.getLogger(__name__)
-
-
-class IgnoreRegions(NamedTuple):
-    """Ground truth a provider could not hand over as instances, returned by
-    ``load_with_ignore``.
-
-    Attributes:
-        masks: ``H×W×K`` bool, one region per lost annotation (the image's H and W).
-        reasons: ``(K,)`` why each was lost: ``"crowd"``, ``"unmapped"`` (category not among
-            the classes), ``"unclassed"`` (VOC object with no class in SegmentationClass).
-        dropped: instances lost without any region to carry, by reason (e.g.
-            ``{"empty_mask": 2}``); counted, never silent.
-
-    Taught in notebooks/12_train_voc.
-    """
-
-    masks: np.ndarray
-    reasons: tuple[str, ...]
-    dropped: dict[str, int]
-
-    @classmethod
-    def none(cls, shape: tuple[int, int]) -> IgnoreRegions:
-        """No ignore regions for an image of ``shape`` ``(H, W)``."""
-        return cls(np.zeros(tuple(shape[:2]) + (0,), bool), (), {})
 
 
 def check_coco_dict(dataset, source: str = "COCO dict") -> None:
@@ -269,31 +226,6 @@ def load_sample(coco, image_id: int, image_dir: str | Path,
     regions = IgnoreRegions(np.stack(lost, axis=-1) if lost else np.zeros((h, w, 0), bool),
                             tuple(reasons), dropped)
     return image, stack, ids, regions
-
-
-def check_sample(image: np.ndarray, masks: np.ndarray, class_ids: np.ndarray,
-                 source: str = "sample") -> None:
-    """Raise ``ValueError`` naming ``source`` unless the sample follows the data contract.
-
-    The contract: image ``H x W x 3`` uint8; masks ``H x W x N`` bool with the image's H and W;
-    class_ids ``(N,)`` integers >= 1.
-
-    Taught in notebooks/12_train_voc.
-    """
-    image, masks, class_ids = np.asarray(image), np.asarray(masks), np.asarray(class_ids)
-    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"{source}: image must be H x W x 3 uint8, got {image.shape} "
-                         f"{image.dtype}; read it with course_lib.data.io.read_image.")
-    if masks.ndim != 3 or masks.dtype != bool or masks.shape[:2] != image.shape[:2]:
-        raise ValueError(f"{source}: masks must be H x W x N bool matching the image "
-                         f"{image.shape[:2]}, got {masks.shape} {masks.dtype}.")
-    if class_ids.ndim != 1 or class_ids.shape[0] != masks.shape[-1] or (
-            class_ids.size and not np.issubdtype(class_ids.dtype, np.integer)):
-        raise ValueError(f"{source}: class_ids must be ({masks.shape[-1]},) integers, one per "
-                         f"mask; got {class_ids.shape} {class_ids.dtype}.")
-    if class_ids.size and class_ids.min() < 1:
-        raise ValueError(f"{source}: class ids must be >= 1 (0 is the background); "
-                         f"got {class_ids.min()}.")
 
 
 class CocoSamples:

@@ -15,7 +15,7 @@ Models need fixed shapes, so each sample is brought to a square of side ``image_
 2. *zero-pad* to ``image_size x image_size``, centred. The image's place in the square is its
    *window* ``(y1, x1, y2, x2)``; a point ``p`` of the original image lands at
    ``p * scale + (y1, x1)``, so ``(p' - (y1, x1)) / scale`` undoes it
-   (:func:`unresize_boxes`);
+   (:mod:`course_lib.ops.geometry`, shared with the model, which pastes its detections back);
 3. ground truth padded to ``max_instances`` rows with a count of the valid ones. An image with
    more instances keeps a random (seeded) subset and a warning names it; the boxes of the
    others become *ignore boxes* (``gt_ignore_boxes``, ``gt_ignore_count``), as do the regions a
@@ -47,17 +47,11 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
-from skimage.transform import resize as sk_resize
 
 from course_lib.data.augment import Augmenter
-from course_lib.data.coco import (  # noqa: F401  (providers re-exported for convenience)
-    CocoSamples,
-    DsbFolderSamples,
-    LabelFolderSamples,
-    check_sample,
-)
+from course_lib.data.samples import check_sample
 from course_lib.data.skips import SKIPPABLE_ERRORS, skip_reason
-from course_lib.data.voc import VocSamples  # noqa: F401
+from course_lib.ops.geometry import image_meta, resize_and_pad
 from course_lib.ops.masks import (
     disjoint_masks_to_labels,
     labels_to_boxes,
@@ -87,97 +81,6 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarr
     if not shuffle:
         return np.arange(n)
     return np.random.default_rng([int(seed), int(epoch), 104729]).permutation(n)
-
-
-def resize_nearest(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of ``H x W [x N]`` masks to ``shape``: each output pixel takes the
-    source pixel under its centre (``(r + 0.5) * H / H' - 0.5`` rounded).
-
-    Taught in notebooks/09_mask_rcnn.
-    """
-    h, w = masks.shape[:2]
-    nh, nw = shape
-    rows = np.clip(np.floor((np.arange(nh) + 0.5) * h / nh).astype(np.int64), 0, h - 1)
-    cols = np.clip(np.floor((np.arange(nw) + 0.5) * w / nw).astype(np.int64), 0, w - 1)
-    return masks[rows][:, cols]
-
-
-def resize_and_pad(image: np.ndarray, masks: np.ndarray | None, image_size: int,
-                   long_side: int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
-    """Resize keeping the aspect ratio so the longer side is ``long_side`` (default
-    ``image_size``), then zero-pad to a centred ``image_size`` square.
-
-    ``long_side`` below ``image_size`` leaves a margin on every side, as the VOC article does
-    (500 px on the long side in a 512 square: the network's strides need a multiple of 64).
-
-    ``masks`` may be an ``H x W x N`` stack or an ``H x W`` label image (any dtype, resized by
-    nearest neighbour, padded with 0).
-
-    Returns:
-        ``(image, masks, window, scale)``: ``S x S x C`` image (input dtype), ``S x S [x N]``
-        masks of the input dtype (``None`` if none given), window ``(y1, x1, y2, x2)`` float32 of
-        the image in the square, and the scale factor.
-
-    Taught in notebooks/09_mask_rcnn.
-    """
-    long_side = image_size if long_side is None else int(long_side)
-    if not 0 < long_side <= image_size:
-        raise ValueError(f"resize_and_pad: long_side={long_side} must be in 1..image_size "
-                         f"({image_size}).")
-    h, w = image.shape[:2]
-    scale = long_side / max(h, w)
-    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-    if (nh, nw) == (h, w):
-        resized = image
-    elif image.dtype == np.uint8 and (image.ndim == 2 or image.shape[-1] in (1, 3, 4)):
-        # Pillow's bilinear resize is a convolution whose support widens when shrinking, so it
-        # anti-aliases, and it is ~20x faster than scikit-image on uint8 photos
-        from PIL import Image
-
-        squeeze = image.ndim == 3 and image.shape[-1] == 1
-        pil = Image.fromarray(image[..., 0] if squeeze else image)
-        resized = np.asarray(pil.resize((nw, nh), Image.Resampling.BILINEAR))
-        resized = resized[..., None] if squeeze else resized
-    else:
-        resized = sk_resize(image.astype(np.float32), (nh, nw) + image.shape[2:], order=1,
-                            preserve_range=True, anti_aliasing=scale < 1, mode="edge")
-        resized = np.clip(np.rint(resized), 0, 255).astype(image.dtype) \
-            if np.issubdtype(image.dtype, np.integer) else resized.astype(image.dtype)
-    top, left = (image_size - nh) // 2, (image_size - nw) // 2
-    out = np.zeros((image_size, image_size) + image.shape[2:], image.dtype)
-    out[top:top + nh, left:left + nw] = resized
-    window = np.array([top, left, top + nh, left + nw], np.float32)
-    out_masks = None
-    if masks is not None:
-        m = resize_nearest(masks, (nh, nw)) if (nh, nw) != (h, w) else masks
-        out_masks = np.zeros((image_size, image_size) + masks.shape[2:], masks.dtype)
-        out_masks[top:top + nh, left:left + nw] = m
-    return out, out_masks, window, float(scale)
-
-
-def unresize_boxes(boxes: np.ndarray, window: np.ndarray, scale: float) -> np.ndarray:
-    """Boxes of the padded square back in the original image's pixel-edge coordinates.
-
-    Taught in notebooks/09_mask_rcnn.
-    """
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    offset = np.array([window[0], window[1], window[0], window[1]], np.float32)
-    return (boxes - offset) / scale
-
-
-def parse_image_meta(meta: np.ndarray) -> dict[str, np.ndarray]:
-    """Split ``image_meta`` rows ``(H, W, y1, x1, y2, x2, scale)`` of :class:`MaskRCNNDataset`.
-
-    Returns:
-        dict with ``original_shape`` ``(..., 2)`` int32, ``window`` ``(..., 4)`` float32 and
-        ``scale`` ``(...)`` float32, for :func:`unresize_boxes` and for pasting detections back.
-
-    Taught in notebooks/09_mask_rcnn.
-    """
-    meta = np.asarray(meta, np.float32)
-    return {"original_shape": meta[..., :2].astype(np.int32), "window": meta[..., 2:6],
-            "scale": meta[..., 6]}
 
 
 def choose_instances(n: int, max_instances: int, rng: np.random.Generator,
@@ -278,7 +181,7 @@ class _ProviderDataset(keras.utils.PyDataset):
             ``load_with_ignore``) and the sample's generator for further draws. Instances
             and regions lost on the way are counted in :meth:`drop_summary`.
         """
-        from course_lib.data.coco import IgnoreRegions
+        from course_lib.data.samples import IgnoreRegions
 
         name = self.name(sample)
         if hasattr(self.provider, "load_with_ignore"):
@@ -470,6 +373,23 @@ class MaskRCNNDataset(_ProviderDataset):
     Taught in notebooks/09_mask_rcnn.
     """
 
+    @classmethod
+    def for_config(cls, config, provider, **kwargs) -> MaskRCNNDataset:
+        """A dataset shaped for a model's config: the square's side, the image's long side,
+        the instance and ignore caps and the mini-mask shape all come from ``config`` (a
+        :class:`~course_lib.models.maskrcnn.MaskRCNNConfig`), so they cannot drift apart.
+
+        ``kwargs``: the loader's own settings (``batch_size``, ``augmenter``, ``shuffle``,
+        ``seed``, ``workers``, ...), or a deliberate change of one of the config's (such as
+        ``mini_mask_shape=None`` for full-size masks).
+
+        Taught in notebooks/09_mask_rcnn.
+        """
+        shaped = dict(image_size=config.image_size, long_side=config.image_long_side,
+                      max_instances=config.max_instances, max_ignore=config.max_ignore,
+                      mini_mask_shape=config.mini_mask_shape)
+        return cls(provider, **{**shaped, **kwargs})
+
     def __init__(self, provider, batch_size: int = 2, image_size: int = 128,
                  max_instances: int = 100, mini_mask_shape: tuple[int, int] | None = (28, 28),
                  augmenter: Augmenter | None = None, shuffle: bool = True, seed: int = 0,
@@ -536,7 +456,7 @@ class MaskRCNNDataset(_ProviderDataset):
                 crop = labels_to_masks(labels[y1:y2, x1:x2], [keep[k] + 1])
                 out_masks[..., k] = minimize_masks(
                     crop, [[0, 0, y2 - y1, x2 - x1]], self.mini_mask_shape)[..., 0]
-        meta = np.array([h, w, *window, scale], np.float32)
+        meta = image_meta((h, w), window, scale)
         return {"images": image.astype(np.float32), "image_meta": meta, "gt_boxes": out_boxes,
                 "gt_class_ids": ids_out, "gt_masks": out_masks, "gt_count": np.int32(n),
                 "gt_ignore_boxes": ignore_boxes, "gt_ignore_count": np.int32(len(ignored))}
@@ -645,8 +565,6 @@ class UNetDataset(_ProviderDataset):
         return tuple(np.stack([r[k] for r in rows]) for k in range(3))
 
 
-__all__ = ["MaskRCNNDataset", "UNetDataset", "resize_and_pad", "unresize_boxes", "parse_image_meta",
-           "CocoSamples", "DsbFolderSamples", "LabelFolderSamples", "VocSamples",
-           "resize_nearest", "choose_instances", "sample_rng", "epoch_order",
+__all__ = ["MaskRCNNDataset", "UNetDataset", "choose_instances", "sample_rng", "epoch_order",
            "uniform_weights", "foreground_target", "skip_reason", "SKIPPABLE_ERRORS",
            "DROP_REASONS"]

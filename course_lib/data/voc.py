@@ -222,7 +222,7 @@ def load_sample(voc_root: str | Path, image_id: str, with_ignore: bool = False):
         voc_root: the VOC2012 folder (or a parent, see :func:`resolve_root`).
         image_id: the VOC image id, e.g. ``"2007_000032"``.
         with_ignore: also return the objects without a class as
-            :class:`course_lib.data.coco.IgnoreRegions` (reason ``"unclassed"``).
+            :class:`course_lib.data.samples.IgnoreRegions` (reason ``"unclassed"``).
 
     Returns:
         ``(image, masks, class_ids)``: ``H x W x 3`` uint8 RGB, ``H x W x N`` bool (the 255
@@ -243,7 +243,7 @@ def load_sample(voc_root: str | Path, image_id: str, with_ignore: bool = False):
                                                       with_unclassed=True)
     if not with_ignore:
         return image, masks, class_ids
-    from course_lib.data.coco import IgnoreRegions
+    from course_lib.data.samples import IgnoreRegions
 
     regions = IgnoreRegions(unclassed, ("unclassed",) * unclassed.shape[-1], {})
     return image, masks, class_ids, regions
@@ -377,9 +377,9 @@ class VocSamples:
         return image, masks[..., chosen], class_ids[chosen]
 
     def load_with_ignore(self, index: int):
-        """``load(index)`` plus :class:`course_lib.data.coco.IgnoreRegions`: objects without a
+        """``load(index)`` plus :class:`course_lib.data.samples.IgnoreRegions`: objects without a
         class (``"unclassed"``) and objects of classes left out by ``classes`` (``"unmapped"``)."""
-        from course_lib.data.coco import IgnoreRegions
+        from course_lib.data.samples import IgnoreRegions
 
         image, masks, class_ids, regions = load_sample(self.root, self.ids[index],
                                                        with_ignore=True)

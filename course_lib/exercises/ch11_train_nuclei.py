@@ -88,7 +88,7 @@ MASKS_TO_LABELS_CASES = [
 
 
 def _masks_to_labels_reference(masks, scores):
-    from course_lib.training.recipes import masks_to_labels_by_score
+    from course_lib.ops.masks import masks_to_labels_by_score
 
     return masks_to_labels_by_score(masks, scores)
 

@@ -6,7 +6,7 @@ The arithmetic lives in :mod:`course_lib.ops.boxes` (``encode``/``decode`` and t
 twins, deltas ``(dy, dx, log dh, log dw)`` divided by ``std = (0.1, 0.1, 0.2, 0.2)``); this
 module names the piece the way detection libraries do (torchvision's ``BoxCoder``) and adds the
 one operation the model needs on top: clipping to each image's *window*, the part of the padded
-square that holds the image (``image_meta[:, 2:6]``, see :mod:`course_lib.data.pipeline`).
+square that holds the image (read from ``image_meta`` by :func:`course_lib.ops.geometry.meta_window`).
 Boxes are never clipped to the zero padding around the window: nothing is there to detect.
 """
 
@@ -78,10 +78,3 @@ def clip_to_window_ops(boxes, windows):
     high = ops.concatenate([windows[:, 2:], windows[:, 2:]], axis=-1)[:, None, :]
     return ops.minimum(ops.maximum(boxes, low), high)
 
-
-def windows_from_meta(image_meta):
-    """The ``(B, 4)`` windows ``(y1, x1, y2, x2)`` of ``image_meta`` rows ``(B, 7)``.
-
-    Taught in notebooks/09_mask_rcnn.
-    """
-    return ops.cast(image_meta, "float32")[:, 2:6]

@@ -25,6 +25,7 @@ from keras import ops
 from course_lib.layers.box_coder import clip_to_window_np, clip_to_window_ops
 from course_lib.layers.sampler import gather_rows
 from course_lib.ops import boxes as box_ops
+from course_lib.ops.geometry import meta_window
 from course_lib.ops.nms import batched_padded_nms, nms
 
 
@@ -108,7 +109,7 @@ class DetectionLayer(keras.layers.Layer):
         r, k = int(probs.shape[1]), int(probs.shape[2])
         boxes = box_ops.decode_ops(deltas[:, :, 1:], rois[:, :, None, :])      # (B, R, K-1, 4)
         boxes = ops.reshape(boxes, (-1, r * (k - 1), 4))
-        boxes = clip_to_window_ops(boxes, ops.cast(image_meta, "float32")[:, 2:6])
+        boxes = clip_to_window_ops(boxes, meta_window(image_meta))
         scores = ops.where(ops.cast(rois_valid, "bool")[..., None], probs[:, :, 1:], 0.0)
         scores = ops.reshape(scores, (-1, r * (k - 1)))
         classes = ops.tile(ops.arange(1, k, dtype="int32")[None, :], (r, 1))

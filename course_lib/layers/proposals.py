@@ -29,6 +29,7 @@ from keras import ops
 from course_lib.layers.box_coder import clip_to_window_np, clip_to_window_ops
 from course_lib.layers.sampler import gather_rows
 from course_lib.ops import boxes as box_ops
+from course_lib.ops.geometry import meta_window
 from course_lib.ops.nms import batched_padded_nms, nms
 
 #: Score given to candidates that must never be kept (dropped small boxes, padding).
@@ -138,7 +139,7 @@ class ProposalLayer(keras.layers.Layer):
         if image_meta is None:
             boxes = box_ops.clip_ops(boxes, self.image_shape)
         else:
-            boxes = clip_to_window_ops(boxes, ops.cast(image_meta, "float32")[:, 2:6])
+            boxes = clip_to_window_ops(boxes, meta_window(image_meta))
         if self.min_size > 0:
             big = ((boxes[..., 2] - boxes[..., 0]) >= self.min_size) & \
                   ((boxes[..., 3] - boxes[..., 1]) >= self.min_size)

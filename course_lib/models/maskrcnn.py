@@ -52,6 +52,7 @@ from keras import ops
 
 from course_lib import config as course_config
 from course_lib import losses as L
+from course_lib.data.voc import VOC_CLASSES  # the class names live with the dataset
 from course_lib.layers import fpn as fpn_lib
 from course_lib.layers import resnet as resnet_lib
 from course_lib.layers.anchor_targets import rpn_targets_ops
@@ -66,6 +67,13 @@ from course_lib.layers.roi_targets import roi_targets_ops
 from course_lib.layers.rpn_head import RPNHead
 from course_lib.layers.sampler import gather_rows, positive_slots
 from course_lib.ops import boxes as box_ops
+from course_lib.ops.geometry import (
+    image_meta,
+    meta_window,
+    parse_image_meta,
+    resize_and_pad,
+    unresize_boxes,
+)
 
 # ------------------------------------------------------------------------------------ config
 
@@ -236,7 +244,7 @@ class MaskRCNNConfig:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()})
 
 
-def nuclei_config(**overrides) -> MaskRCNNConfig:
+def nuclei_config(mode: str | None = None, **overrides) -> MaskRCNNConfig:
     """Preset for cell nuclei (2 classes), sized by the course mode.
 
     Small anchors (8–128 px on P2–P6: nuclei are 8–100 px, so every nucleus-sized box falls on
@@ -245,13 +253,17 @@ def nuclei_config(**overrides) -> MaskRCNNConfig:
     head always on the whole 32-slot positive slice (``mask_roi_step=None``: one traced
     branch, since tracing is most of a quick run's time).
 
+    ``mode``: ``"quick"`` or ``"full"`` (default :func:`course_lib.config.mode`); a caller
+    asked for a mode gets that mode's model whatever ``COURSE_MODE`` says.
+
     Taught in notebooks/09_mask_rcnn.
     """
-    quick = course_config.settings().name == "quick"
+    settings = course_config.settings(mode)
+    quick = settings.name == "quick"
     values = dict(name="nuclei", num_classes=2, class_names=("background", "nucleus"),
                   anchor_scales=(8, 16, 32, 64, 128))
     if quick:
-        values.update(image_size=course_config.settings().image_size, backbone="light",
+        values.update(image_size=settings.image_size, backbone="light",
                       fpn_channels=64, box_head_dim=256, mask_head_channels=64,
                       rpn_batch_per_image=128, rpn_pre_nms_top_k_train=500,
                       rpn_post_nms_top_n_train=300, rpn_pre_nms_top_k_test=300,
@@ -290,24 +302,23 @@ def nuclei_cpu_config(**overrides) -> MaskRCNNConfig:
     return MaskRCNNConfig(**values)
 
 
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
-               "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
-               "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
 
-def voc_config(**overrides) -> MaskRCNNConfig:
+def voc_config(mode: str | None = None, **overrides) -> MaskRCNNConfig:
     """Preset for Pascal VOC (21 classes with background), sized by the course mode.
 
     Default anchor scales 32–512 (full mode, 512 px images); quick mode: 128 px images, the
     light backbone, scales 16–256, narrower FPN and heads. Images are resized to 500/512 of
     the square on their long side (500 px in full mode, as the VOC article does) and padded.
+    ``mode`` as in :func:`nuclei_config`.
 
     Taught in notebooks/09_mask_rcnn.
     """
-    quick = course_config.settings().name == "quick"
+    settings = course_config.settings(mode)
+    quick = settings.name == "quick"
     values = dict(name="voc", num_classes=21, class_names=VOC_CLASSES, max_instances=32)
     if quick:
-        values.update(image_size=course_config.settings().image_size, backbone="light",
+        values.update(image_size=settings.image_size, backbone="light",
                       anchor_scales=(16, 32, 64, 128, 256), fpn_channels=64, box_head_dim=256,
                       mask_head_channels=64, rpn_batch_per_image=128,
                       rpn_pre_nms_top_k_train=500, rpn_post_nms_top_n_train=300,
@@ -563,7 +574,7 @@ class MaskRCNN(keras.Model):
         index = ops.cast(best, "int32")[:, :, None, None] + ops.zeros((1, 1, 1, 4), "int32")
         best_deltas = ops.take_along_axis(box_deltas, index, axis=2)[:, :, 0]
         refined = clip_to_window_ops(box_ops.decode_ops(best_deltas, rois),
-                                     ops.cast(meta, "float32")[:, 2:6])
+                                     meta_window(meta))
         return {"anchors": anchors, "rpn_scores": ops.sigmoid(rpn_logits),
                 "rpn_deltas": rpn_deltas, "proposals": proposals, "proposal_scores": scores,
                 "proposal_valid": valid, "class_probs": probs, "refined_boxes": refined,
@@ -690,15 +701,12 @@ def prepare_images(images, image_size: int, long_side: int | None = None
 
     Taught in notebooks/09_mask_rcnn.
     """
-    from course_lib.data.pipeline import resize_and_pad
-
     batch, metas = [], []
     for image in images:
         image = _rgb(image)
-        h, w = image.shape[:2]
         padded, _, window, scale = resize_and_pad(image, None, image_size, long_side)
         batch.append(padded.astype(np.float32))
-        metas.append(np.array([h, w, *window, scale], np.float32))
+        metas.append(image_meta(image.shape, window, scale))
     return np.stack(batch), np.stack(metas)
 
 
@@ -719,7 +727,6 @@ def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
 
     Taught in notebooks/09_mask_rcnn.
     """
-    from course_lib.data.pipeline import unresize_boxes
     from course_lib.ops.masks import paste_mask
 
     if inference_model.mode != "inference":
@@ -740,7 +747,8 @@ def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
         for i, image in enumerate(chunk):
             h, w = image.shape[:2]
             keep = np.flatnonzero(out["valid"][i])
-            boxes = unresize_boxes(out["boxes"][i][keep], meta[i, 2:6], float(meta[i, 6]))
+            fields = parse_image_meta(meta[i])
+            boxes = unresize_boxes(out["boxes"][i][keep], fields["window"], float(fields["scale"]))
             boxes = np.clip(boxes, 0, [h, w, h, w]).astype(np.float32)
             masks = np.zeros((h, w, len(keep)), bool)
             for j, k in enumerate(keep):

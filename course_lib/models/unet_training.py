@@ -23,39 +23,9 @@ the training engine (``course_lib.training``) can reuse them:
   (mirrored) image at once, as the reference that tiling should reproduce.
 - :func:`dsb_score`: the Data Science Bowl score of a model on whole validation images.
 
-Why the quick recipe looks the way it does. The earlier recipe (Adam at 5e-3, 12 epochs of
-5 batches, nucleus and background pixels weighted alike, no starting bias) separated nuclei
-from background but was slow to push the nucleus probability past 0.5, the threshold the
-instances are cut at; whether it got there in 60 steps depended on the seed and on the
-TensorFlow release (DSB 0.33 with seed 0, 0.01 with seed 1, synthetic set, TensorFlow 2.20).
-The quick recipe now:
-
-- weights nucleus pixels 3 (``foreground_weight``; the background keeps ``w_c = 1`` plus the
-  border term), a partial class balance: nuclei are about a fifth of the training pixels, and
-  without it the probability on them stalled near 0.3 for some seeds;
-- trains 20 epochs (100 steps on the synthetic set) at Adam 2e-3, from a classifier bias at
-  the log-odds of a 30 % foreground share;
-- leaves batch normalisation out: with so few steps its moving statistics, used at
-  inference, lag the training batches' (with it, momentum 0.9 and 20 epochs, seed 2 scored 0).
-
-Measured with this recipe through :func:`train_unet` (synthetic set of 24 images, DSB on the
-4 validation images, before training 0.000 in every run):
-
-    backend              seed   DSB after
-    TensorFlow 2.20.0    0      0.453
-    TensorFlow 2.20.0    2      0.508
-    TensorFlow 2.20.0    3      0.491
-    TensorFlow 2.21.0    1      0.477
-    JAX 0.10.2           0      0.554
-    JAX 0.10.2           1      0.507
-
-On the real DSB2018 stage-1 images (the notebook's quick-mode cap of 64 training images, DSB
-on 8 validation images), TensorFlow 2.20, seed 0: 0.000 before, 0.266 after.
-
-Variants that failed a seed (DSB ≤ 0.03), all TensorFlow 2.20: 10 epochs with w_c = 1 and no
-batch norm at Adam 2e-3 (seeds 2, 3, 4) or 5e-3 (seed 0); 10 epochs with w_c = 1 and batch
-norm at 5e-3 (seed 2); w_c = 3 for 10 epochs with or without batch norm, or for 20 epochs with
-it (seed 2 each time).
+Why the quick recipe weights nucleus pixels 3, starts its classifier at a 30 % foreground
+share and leaves batch normalisation out: the seeds, scores and failed variants that led
+there are recorded in ``bench/README.md`` ("U-Net quick recipe"), not here.
 """
 
 from __future__ import annotations
@@ -358,7 +328,7 @@ class TiledSamples:
 
     @staticmethod
     def _cut_regions(regions, window, first: bool):
-        from course_lib.data.coco import IgnoreRegions
+        from course_lib.data.samples import IgnoreRegions
 
         # the loader's drop counts belong to the image: report them with its first piece only
         return IgnoreRegions(np.asarray(regions.masks)[window], regions.reasons,

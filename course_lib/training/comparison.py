@@ -247,11 +247,9 @@ def instance_labels(inference_model, min_score: float = 0.5) -> Callable[[np.nda
     Taught in notebooks/12_train_voc.
     """
     from course_lib.models import maskrcnn
-    from course_lib.training.recipes import masks_to_labels_by_score
+    from course_lib.ops.masks import detections_to_labels
 
     def predict(image):
-        det = maskrcnn.detect(inference_model, [image])[0]
-        keep = det["scores"] >= min_score
-        return masks_to_labels_by_score(det["masks"][..., keep], det["scores"][keep])
+        return detections_to_labels(maskrcnn.detect(inference_model, [image])[0], min_score)
 
     return predict

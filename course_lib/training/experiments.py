@@ -361,19 +361,16 @@ class NucleiExperiments:
         from course_lib.data.coco import DsbFolderSamples
         from course_lib.data.pipeline import MaskRCNNDataset
         from course_lib.models import maskrcnn
+        from course_lib.ops.masks import detections_to_labels
         from course_lib.training.engine import TrainConfig, train
-        from course_lib.training.recipes import masks_to_labels_by_score
 
         settings = course_config.FULL if self.mode == "full" else course_config.QUICK
-        mcfg = maskrcnn.nuclei_config(anchor_scales=tuple(row.anchors),
+        mcfg = maskrcnn.nuclei_config(self.mode, anchor_scales=tuple(row.anchors),
                                       backbone=row.backbone or _backbone(self.mode))
         provider = DsbFolderSamples(sample_dirs=self.train_dirs[:self.budget.maskrcnn_images],
                                     holes=row.holes)
-        dataset = MaskRCNNDataset(provider, batch_size=settings.batch_size,
-                                  image_size=mcfg.image_size, long_side=mcfg.image_long_side,
-                                  max_instances=mcfg.max_instances,
-                                  mini_mask_shape=mcfg.mini_mask_shape,
-                                  augmenter=self._flips(row), seed=self.seed)
+        dataset = MaskRCNNDataset.for_config(mcfg, provider, batch_size=settings.batch_size,
+                                             augmenter=self._flips(row), seed=self.seed)
         (model, inference), _ = self._shared_model(
             row, lambda: (maskrcnn.build_models(mcfg), None))
         steps = min(self.budget.maskrcnn_steps or len(dataset), len(dataset))
@@ -389,9 +386,7 @@ class NucleiExperiments:
                        resume=False, print_fn=lambda s: None)
 
         def predict(image, min_score=0.5):
-            det = maskrcnn.detect(inference, [image])[0]
-            keep = det["scores"] >= min_score
-            return masks_to_labels_by_score(det["masks"][..., keep], det["scores"][keep])
+            return detections_to_labels(maskrcnn.detect(inference, [image])[0], min_score)
 
         return predict, result.history
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from course_lib import config as course_config
+from course_lib.ops.masks import detections_to_labels
 from course_lib.training.engine import Stage, TrainConfig
 
 PRESETS = ("nuclei", "voc", "coco")
@@ -201,10 +202,7 @@ def _with_overrides(cfg: TrainConfig, n_batches: int, overrides: dict) -> TrainC
 
 
 def _mode_settings(mode: str | None) -> course_config.ModeSettings:
-    mode = mode or course_config.mode()
-    if mode not in course_config.MODES:
-        raise ValueError(f"mode={mode!r}: use one of {course_config.MODES}")
-    return course_config.FULL if mode == "full" else course_config.QUICK
+    return course_config.settings(mode)
 
 
 def nuclei_split(samples: Sequence[Path], val_fraction: float = 0.1
@@ -271,10 +269,7 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
     settings = _mode_settings(mode)
     require_instances(train_provider, root)
     batch_size = 4 if budget else settings.batch_size
-    common = dict(batch_size=batch_size, image_size=model_config.image_size,
-                  long_side=model_config.image_long_side,
-                  max_instances=model_config.max_instances,
-                  mini_mask_shape=model_config.mini_mask_shape, workers=workers)
+    common = dict(batch_size=batch_size, workers=workers)
     augmenter = None
     if budget:   # native-scale windows, and the 8 orientations of each
         from course_lib.data.augment import Augmenter, FlipLeftRight, FlipUpDown, Rotate90, Window
@@ -284,11 +279,11 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
                                       side=384)
         augmenter = Augmenter([Window(model_config.image_size), FlipLeftRight(), FlipUpDown(),
                                Rotate90()], seed=model_config.seed)
-    train_ds = MaskRCNNDataset(train_provider, seed=model_config.seed, augmenter=augmenter,
-                               **common)
+    train_ds = MaskRCNNDataset.for_config(model_config, train_provider, seed=model_config.seed,
+                                          augmenter=augmenter, **common)
     val_ds = None
     if val_provider and not budget:  # the budget's windows are scored by DSB, not val_loss
-        val_ds = MaskRCNNDataset(val_provider, shuffle=False, **common)
+        val_ds = MaskRCNNDataset.for_config(model_config, val_provider, shuffle=False, **common)
     steps = min(settings.steps_per_epoch or len(train_ds), len(train_ds))
     epochs = settings.epochs
     if budget:
@@ -329,9 +324,7 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
         find = detector(model)
 
         def labels(image):
-            det = find(image)
-            keep = det["scores"] >= MIN_SCORE_FOR_LABELS
-            return masks_to_labels_by_score(det["masks"][..., keep], det["scores"][keep])
+            return detections_to_labels(find(image), MIN_SCORE_FOR_LABELS)
 
         return labels
 
@@ -346,28 +339,6 @@ MASKRCNN_CPU_EPOCHS = 10
 #: Detections below this confidence are left out of label images (the DSB score counts
 #: every predicted instance; COCO AP, which ranks by score, takes all of them).
 MIN_SCORE_FOR_LABELS = 0.5
-
-
-def masks_to_labels_by_score(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Label image from overlapping detections: the higher score wins a contested pixel.
-
-    Args:
-        masks: ``H×W×N`` bool masks (Mask R-CNN's pasted detections).
-        scores: ``(N,)`` their confidences.
-
-    Returns:
-        ``H×W int32`` labels: the best-scored detection gets label 1 where it is, the next
-        label 2 on the pixels it does not share with a better one, and so on (what a Kaggle
-        submission needs: no pixel in two nuclei).
-
-    Taught in notebooks/11_train_nuclei.
-    """
-    masks = np.asarray(masks, bool)
-    labels = np.zeros(masks.shape[:2], np.int32)
-    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")  # best first
-    for label, k in enumerate(order, start=1):
-        labels[masks[..., k] & (labels == 0)] = label   # only pixels no better one claimed
-    return labels
 
 
 def maskrcnn_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
@@ -385,7 +356,7 @@ def maskrcnn_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.
     mode = _mode_settings(mode).name
     root, samples = nuclei_folder(data)
     train_dirs, val_dirs, _ = nuclei_split(samples, val_fraction)
-    config = maskrcnn.nuclei_cpu_config() if budget else maskrcnn.nuclei_config()
+    config = maskrcnn.nuclei_cpu_config() if budget else maskrcnn.nuclei_config(mode)
     recipe = _maskrcnn_recipe(f"maskrcnn-nuclei-{budget}" if budget else "maskrcnn-nuclei",
                               config, DsbFolderSamples(sample_dirs=train_dirs),
                               DsbFolderSamples(sample_dirs=val_dirs), mode, workers, root,
@@ -420,7 +391,8 @@ def maskrcnn_voc(data=None, mode: str | None = None, workers: int = 1,
                         "VOCdevkit/VOC2012.") from err
     if len(train_p) == 0:
         raise DataError(f"{data} lists no training images in ImageSets/Segmentation/train.txt.")
-    return _maskrcnn_recipe("maskrcnn-voc", maskrcnn.voc_config(), train_p,
+    mode = _mode_settings(mode).name
+    return _maskrcnn_recipe("maskrcnn-voc", maskrcnn.voc_config(mode), train_p,
                             val_p if len(val_p) else None, _mode_settings(mode).name,
                             workers, data, train_overrides)
 
@@ -446,7 +418,8 @@ def maskrcnn_coco(data=None, mode: str | None = None, val_fraction: float = 0.1,
     order = np.random.default_rng(0).permutation(len(provider))
     n_val = min(max(1, int(round(val_fraction * len(provider)))), len(provider) - 1)
     names = getattr(provider, "class_names", None)
-    model_config = maskrcnn.voc_config()
+    mode = _mode_settings(mode).name
+    model_config = maskrcnn.voc_config(mode)
     if names:  # names by class id, background first
         model_config = dataclasses.replace(model_config, name="coco", num_classes=len(names),
                                            class_names=tuple(names))

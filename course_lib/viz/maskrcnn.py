@@ -79,14 +79,18 @@ def _as_uint8(image) -> np.ndarray:
 
 
 def draw_stage(ax, image, stages: dict, index: int, stage: str, score_threshold: float = 0.5,
-               gt_boxes=None, max_drawn: int = MAX_DRAWN) -> dict:
+               gt_boxes=None, max_drawn: int = MAX_DRAWN, colorbar: bool = False) -> dict:
     """Draw one stage of image ``index`` on ``ax``; returns :func:`stage_content`'s dict.
 
     Args:
         ax: matplotlib axes.
         image: ``S×S×3`` padded image (float 0–255 as the batch holds it, or uint8).
         stages, index, stage, score_threshold, max_drawn: as in :func:`stage_content`.
-        gt_boxes: ``(G, 4)`` ground truth drawn dashed white, or ``None``.
+        gt_boxes: ``(G, 4)`` ground truth drawn dashed magenta (seen on dark fluorescence
+            and on bright-field backgrounds alike, and in no colour of the score map), or
+            ``None``.
+        colorbar: for the stages coloured by score (anchors, proposals, refined boxes), add
+            a colour bar of the score beside ``ax`` (leave it off in a widget that redraws).
 
     Taught in notebooks/09_mask_rcnn.
     """
@@ -102,10 +106,17 @@ def draw_stage(ax, image, stages: dict, index: int, stage: str, score_threshold:
     else:
         ax.imshow(image, interpolation="nearest")
     if gt_boxes is not None and len(gt_boxes):
-        draw_boxes(ax, gt_boxes, colors=["white"] * len(gt_boxes), linewidth=0.8,
+        draw_boxes(ax, gt_boxes, colors=["magenta"] * len(gt_boxes), linewidth=0.9,
                    linestyle="--")
+    cmap = plt.get_cmap("viridis")
+    if colorbar and stage not in ("detections", "masks"):
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        label = "objectness" if stage in ("anchors", "proposals") else "class score"
+        ax.figure.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=ax, fraction=0.046,
+                           pad=0.02, label=label)
     if n:
-        cmap = plt.get_cmap("viridis")
         colors = (instance_colors(n) if stage in ("detections", "masks")
                   else [cmap(float(s)) for s in content["scores"]])
         draw_boxes(ax, content["boxes"], colors=colors,
