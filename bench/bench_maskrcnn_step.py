@@ -131,6 +131,8 @@ def steady(times: list[float]) -> float:
 
 
 def main() -> None:
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2)

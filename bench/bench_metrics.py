@@ -60,6 +60,8 @@ def slow_iou(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     rng = np.random.default_rng(0)
     pairs = []
     for _ in range(N_IMAGES):

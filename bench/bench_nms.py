@@ -89,6 +89,8 @@ def run_scene(name: str, images: int, n: int, max_output: int, side: float, size
 
 
 def main() -> None:
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     for scene in SCENES:
         run_scene(*scene)
 

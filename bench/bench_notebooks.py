@@ -55,6 +55,8 @@ def time_notebook(path: Path, backend: str) -> tuple[float, list[tuple[float, in
 
 
 def main(argv=None) -> None:
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to time (default: every lesson notebook)")

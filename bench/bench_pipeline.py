@@ -77,6 +77,8 @@ def _provider(args, tmp: str):
 
 
 def main() -> None:
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=("voc", "nuclei", "real"), default="voc")
     parser.add_argument("--images", type=int, default=48, help="images in the epoch")

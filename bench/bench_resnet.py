@@ -37,6 +37,8 @@ def timed(fn, repeats: int) -> list[float]:
 
 
 def main() -> None:
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=4)

@@ -87,6 +87,8 @@ def interleaved_medians(fn_a, fn_b, repeats):
 
 
 def main(argv=None):
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--boxes", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)

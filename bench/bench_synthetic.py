@@ -87,6 +87,8 @@ def bench_loader(dirs, label):
 
 
 def main():
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     parser = argparse.ArgumentParser()
     default_real = ROOT.parent / "shared" / "data" / "dsb2018" / "stage1_train"
     parser.add_argument("--real", type=Path, default=Path(os.environ.get("COURSE_REAL_DSB", default_real)))

@@ -190,6 +190,8 @@ def measure(case, policy: str, jit: bool, steps: int, warmup: int, run_root: Pat
 
 
 def main() -> None:
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="unet,maskrcnn")
     parser.add_argument("--configs", default="fp32,bf16,fp32+xla,bf16+xla")

@@ -53,6 +53,8 @@ def median_time(fn, repeats: int = 5) -> float:
 
 
 def main() -> None:
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     rng = np.random.default_rng(0)
     print(f"{'image':<22} {'ours':>10} {'reference':>11} {'ratio':>7} {'max |diff|':>11}")
     for shape, n in (((256, 256), 40), ((520, 696), 150)):

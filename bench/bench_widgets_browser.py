@@ -123,6 +123,8 @@ def measure_notebook(page, lab, name: str, presses: int) -> list[dict]:
 
 
 def main() -> int:
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", help="default: every notebook with an explorer")
     parser.add_argument("--presses", type=int, default=5)

@@ -63,6 +63,8 @@ class _LastLoads:
 
 
 def main(argv=None) -> int:
+    from machine import header  # the CPU and the backend settings every figure needs
+    print(header(__doc__.strip().splitlines()[0]), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path,
                         default=ROOT.parent / "shared" / "data" / "dsb2018" / "stage1_train")

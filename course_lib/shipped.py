@@ -79,7 +79,10 @@ def model_spec(recipe) -> dict | None:
 
 def write_model_spec(run_dir: str | Path, recipe) -> Path | None:
     """Write :func:`model_spec` of ``recipe`` to ``run_dir/model.json``; returns the path
-    (``None``, and nothing written, for a recipe :func:`model_spec` cannot describe)."""
+    (``None``, and nothing written, for a recipe :func:`model_spec` cannot describe).
+
+    Taught in notebooks/11_train_nuclei.
+    """
     spec = model_spec(recipe)
     if spec is None:
         return None
@@ -235,8 +238,9 @@ class LoadedModel:
     inference: object = None
     tiled: bool = False
 
-    def detect(self, image: np.ndarray) -> dict:
-        """Mask R-CNN's detections of one image (boxes, class ids, scores, masks)."""
+    def detect(self, image: np.ndarray, min_score: float = 0.0) -> dict:
+        """Mask R-CNN's detections of one image (boxes, class ids, scores, masks), those
+        scoring below ``min_score`` left out."""
         if self.kind != "maskrcnn":
             raise ValueError(f"{self.name} is a U-Net: it predicts maps, not detections; use "
                              "labels() or maps().")
@@ -245,8 +249,8 @@ class LoadedModel:
 
         image = np.asarray(image)
         if self.tiled:
-            return detect_tiled(self.inference, image)
-        return maskrcnn.detect(self.inference, [image])[0]
+            return detect_tiled(self.inference, image, min_score=min_score)
+        return maskrcnn.detect(self.inference, [image], min_score=min_score)[0]
 
     def maps(self, image: np.ndarray) -> np.ndarray:
         """The U-Net's ``H×W×K`` output maps (K = 1 probability, or 3 class probabilities)."""
@@ -265,7 +269,8 @@ class LoadedModel:
         from course_lib.ops.masks import detections_to_labels
         from course_lib.training.recipes import MIN_SCORE_FOR_LABELS
 
-        return detections_to_labels(self.detect(image), MIN_SCORE_FOR_LABELS)
+        return detections_to_labels(self.detect(image, MIN_SCORE_FOR_LABELS),
+                                    MIN_SCORE_FOR_LABELS)
 
 
 def load(name_or_run: str | Path, verify: bool = True) -> LoadedModel:

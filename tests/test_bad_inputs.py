@@ -95,13 +95,11 @@ def test_validation_tiles_skip_a_bad_sample_and_name_it(one_bad, caplog):
 
 
 def test_unet_recipe_builds_when_a_validation_image_is_bad(one_bad, capsys):
-    from course_lib.data.nuclei import split_samples
-    from course_lib.models import unet_training as ut
-    from course_lib.training.recipes import unet_nuclei
+    from course_lib.training.recipes import nuclei_split, unet_nuclei
 
     dirs, _ = one_bad
-    _, val = split_samples(dirs, 0.4, seed=ut.recipe_for_mode("quick").seed)
-    corrupt(sample_image(val[0]))  # one of the two validation samples
+    _, val, _ = nuclei_split(dirs, 0.4)
+    corrupt(sample_image(val[0]))  # one of the two validation samples (the split survives it)
     recipe = unet_nuclei(dirs[0].parent, "quick", val_fraction=0.4)
     images, targets = recipe.val_data
     assert len(images) == len(targets) == 1
@@ -385,3 +383,14 @@ def test_ctrl_c_before_any_checkpoint_says_the_command_starts_again(tmp_path, ca
     assert cli._interrupted(cli.build_parser(), tmp_path / "run") == 130
     assert "no checkpoint was written yet; the same command starts the run again" in \
         capsys.readouterr().err
+
+
+def test_the_stratified_split_survives_an_unreadable_image_and_logs_it(one_bad, caplog):
+    from course_lib.data.nuclei import stratified_split
+
+    dirs, bad = one_bad
+    with caplog.at_level("WARNING", logger="course_lib.data.nuclei"):
+        train, val, found = stratified_split(dirs, 0.25, seed=0)
+    assert sorted(train + val) == sorted(dirs)            # nothing lost
+    assert found[bad.name] == "fluorescence"
+    assert bad.name in caplog.text and "unreadable" in caplog.text

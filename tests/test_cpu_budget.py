@@ -187,7 +187,7 @@ def test_detect_tiled_keeps_each_object_once_in_image_coordinates(monkeypatch):
     for r, c in squares:
         image[r:r + 30, c:c + 30] = 255
 
-    def fake_detect(model, tiles, batch_size=2, mask_threshold=None):
+    def fake_detect(model, tiles, batch_size=2, mask_threshold=None, min_score=0.0):
         out = []
         for tile in tiles:
             from skimage import measure
@@ -200,9 +200,10 @@ def test_detect_tiled_keeps_each_object_once_in_image_coordinates(monkeypatch):
                                       (int(b[1]), tile.shape[1] - int(b[3]))))
                               for b in boxes], -1) if len(boxes) else \
                 np.zeros(tile.shape[:2] + (0,), bool)
-            out.append({"boxes": boxes, "class_ids": np.ones(len(boxes), np.int32),
-                        "scores": np.linspace(0.9, 0.6, len(boxes)).astype(np.float32),
-                        "masks": masks})
+            scores = np.linspace(0.9, 0.6, len(boxes)).astype(np.float32)
+            keep = scores >= min_score
+            out.append({"boxes": boxes[keep], "class_ids": np.ones(int(keep.sum()), np.int32),
+                        "scores": scores[keep], "masks": masks[..., keep]})
         return out
 
     monkeypatch.setattr(maskrcnn, "detect", fake_detect)
@@ -218,3 +219,38 @@ def test_detect_tiled_keeps_each_object_once_in_image_coordinates(monkeypatch):
     for k, (r, c, _, _) in enumerate(det["boxes"].astype(int)):
         assert det["masks"][r:r + 30, c:c + 30, k].all() and det["masks"][..., k].sum() == 900
     assert np.all(np.diff(det["scores"]) <= 0)               # best first
+    # min_score reaches every window: fewer detections, each still once
+    fewer = td.detect_tiled(Model(), image, overlap=64, min_score=0.85)
+    assert 0 < len(fewer["scores"]) < 5 and np.all(fewer["scores"] >= 0.85)
+
+
+def test_test_time_flips_average_four_views_mirrored_back():
+    """A pixel-wise net is mirror-equivariant: the four views, mirrored back, agree with the
+    plain prediction exactly; a net that sees only its tile's left half does not, and the
+    average of its views is the mean of the four mirrored answers (computed by hand)."""
+    recipe = ut.recipe_for_budget("cpu", tile_size=32, margin=0, depth=2)
+    image = np.random.default_rng(0).random((32, 48, 3)).astype(np.float32)
+
+    class PixelWise:
+        calls = 0
+
+        def predict_on_batch(self, batch):
+            PixelWise.calls += 1
+            return batch[..., :1] * 2
+
+    plain = ut.predict_maps(PixelWise(), image, recipe, flips=False)
+    calls = PixelWise.calls
+    both = ut.predict_maps(PixelWise(), image, recipe, flips=True)
+    np.testing.assert_allclose(both, plain, atol=1e-6)
+    assert PixelWise.calls == 5 * calls                    # four views instead of one
+
+    class LeftColumn:
+        def predict_on_batch(self, batch):       # every pixel gets its tile's first column
+            return np.repeat(batch[:, :, :1, :1], batch.shape[2], axis=2)
+
+    square = image[:, :32]
+    got = ut.predict_maps(LeftColumn(), square, recipe, flips=True)[..., 0]
+    c = square[..., 0]
+    views = [np.repeat(c[:, :1], 32, 1), np.repeat(c[:, -1:], 32, 1),       # plain, left-right
+             np.repeat(c[:, :1], 32, 1), np.repeat(c[:, -1:], 32, 1)]       # up-down, both
+    np.testing.assert_allclose(got, np.mean(views, axis=0), atol=1e-6)

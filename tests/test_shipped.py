@@ -34,8 +34,8 @@ def test_the_demo_images_are_the_eight_real_samples_documented():
 def test_a_shipped_model_has_a_complete_manifest_and_its_checksum_holds(name):
     assert name in shipped.names(), f"{name} is not shipped in {shipped.SHIPPED_DIR}"
     m = shipped.read_manifest(name)
-    for key in ("command", "commit", "machine", "wall_seconds", "train_ids", "val_ids",
-                "scores", "per_modality", "sha256", "architecture"):
+    for key in ("command", "retrain_command", "commit", "machine", "wall_seconds", "train_ids",
+                "val_ids", "scores", "per_modality", "sha256", "architecture"):
         assert key in m, f"manifest of {name} lacks {key}"
     weights = shipped.SHIPPED_DIR / name / m["weights_file"]
     assert shipped.sha256(weights) == m["sha256"]

@@ -84,7 +84,10 @@ def main() -> None:
 
     started = datetime.strptime(args.started, "%Y-%m-%d %H:%M:%S").timestamp()
     wall = (args.run_dir / "final.weights.h5").stat().st_mtime - started
+    retrain = args.command.replace(str(args.data), "data/dsb2018/stage1_train").replace(
+        str(args.run_dir), f"runs/{args.name}")
     manifest = {"description": args.description, "command": args.command,
+                "retrain_command": retrain,
                 "commit": args.commit, "machine": _machine(), "wall_seconds": round(wall),
                 "budget": "cpu", "train_ids": [d.name for d in train_dirs],
                 "val_ids": [d.name for d in val_dirs], "split": "recipes.nuclei_split "
@@ -104,6 +107,7 @@ def main() -> None:
     use16 = not args.float32 and abs(d16 - d32) < 0.005
     print(f"stored {'float16' if not args.float32 else 'float32'}: val DSB {d16:.4f} "
           f"({d16 - d32:+.4f}); shipping {'float16' if use16 else 'float32'}")
+    halves = {} if args.float32 else {"val_dsb_float16": round(float(d16), 4)}
     final = val16 if use16 else val32
     stored_model = stored if use16 else run
     demo_scores = _scores(stored_model.labels, demo)
@@ -117,8 +121,7 @@ def main() -> None:
     manifest.update(
         weights_dtype="float16 where exact enough" if use16 else "float32",
         scores={"val_dsb": round(float(np.mean(list(final.values()))), 4),
-                "val_dsb_float32": round(float(d32), 4),
-                "val_dsb_float16": round(float(d16), 4),
+                "val_dsb_float32": round(float(d32), 4), **halves,
                 "otsu_val_dsb": round(float(np.mean(list(otsu_val.values()))), 4),
                 "val_per_image": {k: round(v, 4) for k, v in final.items()},
                 "demo_dsb": round(float(np.mean(list(demo_scores.values()))), 4),

@@ -359,7 +359,8 @@ def stratified_split(samples: Iterable[Path], val_fraction: float = 0.1, seed: i
         samples: DSB sample folders.
         val_fraction: share of each modality held out, in ``[0, 1)``.
         seed: the shuffle's seed; the same folder and seed give the same split.
-        modality: ``folder -> modality`` (default: :func:`guess_modality` of its image).
+        modality: ``folder -> modality`` (default: :func:`guess_modality` of its image; an
+            unreadable image is logged and counted as the commonest modality, fluorescence).
 
     Returns:
         ``(train folders, validation folders, {folder name: modality})``, both lists sorted.
@@ -372,7 +373,14 @@ def stratified_split(samples: Iterable[Path], val_fraction: float = 0.1, seed: i
     samples = sorted(Path(s) for s in samples)
     if modality is None:
         def modality(folder: Path) -> str:
-            return guess_modality(read_image(sample_paths(folder)[0]))
+            try:
+                return guess_modality(read_image(sample_paths(folder)[0]))
+            except (OSError, ValueError) as err:   # ImageReadError is an OSError
+                # an unreadable image must not stop the split (training skips it later);
+                # it counts as the commonest modality, so the split stays where it was
+                log.warning("%s: image unreadable (%s); counted as %s for the split",
+                            folder.name, err, MODALITIES[0])
+                return MODALITIES[0]
     found = {s.name: modality(s) for s in samples}
     train, val = [], []
     for k, name in enumerate(MODALITIES + tuple(sorted(set(found.values()) - set(MODALITIES)))):

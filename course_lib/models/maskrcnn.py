@@ -711,7 +711,7 @@ def prepare_images(images, image_size: int, long_side: int | None = None
 
 
 def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
-           mask_threshold: float | None = None) -> list[dict]:
+           mask_threshold: float | None = None, min_score: float = 0.0) -> list[dict]:
     """Detect objects in images of any sizes (DESIGN's public API).
 
     Args:
@@ -719,6 +719,9 @@ def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
         images: a list of ``H×W×3`` uint8 images (grey and RGBA are converted).
         batch_size: images per forward pass.
         mask_threshold: default the config's 0.5.
+        min_score: detections scoring below this are dropped before their masks are pasted
+            (pasting is most of ``detect``'s time on a CPU; a label image keeps only the
+            confident ones anyway). Default 0: every detection the model returns.
 
     Returns:
         One dict per image: ``boxes`` ``(N, 4)`` float32 in the original image's pixel edges,
@@ -746,7 +749,7 @@ def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
         out = inference_model.predict_on_batch({"images": x, "image_meta": meta})
         for i, image in enumerate(chunk):
             h, w = image.shape[:2]
-            keep = np.flatnonzero(out["valid"][i])
+            keep = np.flatnonzero(out["valid"][i] & (out["scores"][i] >= min_score))
             fields = parse_image_meta(meta[i])
             boxes = unresize_boxes(out["boxes"][i][keep], fields["window"], float(fields["scale"]))
             boxes = np.clip(boxes, 0, [h, w, h, w]).astype(np.float32)

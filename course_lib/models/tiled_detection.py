@@ -46,7 +46,8 @@ def _owned(starts: list[int], tile: int, length: int) -> list[tuple[float, float
 
 
 def detect_tiled(inference_model, image: np.ndarray, overlap: int = 64,
-                 batch_size: int = 2, mask_threshold: float | None = None) -> dict:
+                 batch_size: int = 2, mask_threshold: float | None = None,
+                 min_score: float = 0.0) -> dict:
     """Detections of one image of any size, at its own scale, from overlapping windows.
 
     Args:
@@ -56,7 +57,7 @@ def detect_tiled(inference_model, image: np.ndarray, overlap: int = 64,
         overlap: pixels shared by neighbouring windows; nuclei smaller than this are always
             whole in the window that keeps them.
         batch_size: windows per forward pass.
-        mask_threshold: as in :func:`~course_lib.models.maskrcnn.detect`.
+        mask_threshold, min_score: as in :func:`~course_lib.models.maskrcnn.detect`.
 
     Returns:
         The dict :func:`~course_lib.models.maskrcnn.detect` returns for the whole image:
@@ -78,7 +79,7 @@ def detect_tiled(inference_model, image: np.ndarray, overlap: int = 64,
     windows = [(r, c, own_r[i], own_c[j]) for i, r in enumerate(rows)
                for j, c in enumerate(cols)]
     found = detect(inference_model, [padded[r:r + side, c:c + side] for r, c, _, _ in windows],
-                   batch_size=batch_size, mask_threshold=mask_threshold)
+                   batch_size=batch_size, mask_threshold=mask_threshold, min_score=min_score)
     boxes, class_ids, scores, masks = [], [], [], []
     for (r, c, (r0, r1), (c0, c1)), det in zip(windows, found, strict=True):
         b = det["boxes"] + np.array([r, c, r, c], np.float32)

@@ -250,6 +250,7 @@ def instance_labels(inference_model, min_score: float = 0.5) -> Callable[[np.nda
     from course_lib.ops.masks import detections_to_labels
 
     def predict(image):
-        return detections_to_labels(maskrcnn.detect(inference_model, [image])[0], min_score)
+        return detections_to_labels(
+            maskrcnn.detect(inference_model, [image], min_score=min_score)[0], min_score)
 
     return predict

@@ -61,6 +61,8 @@ SECOND_GRAPH = ("anchors are constants of the traced graph, so other anchors mea
                 "model to build and trace (about 30 s on a 2-core CPU, 80 s under JAX), more "
                 "than quick mode's budget allows")
 NO_RESNET = "quick mode has only the light backbone, so this row would repeat the one above"
+HALF_TILE = ("another tile size is another traced input shape (seconds a trace on a CPU), "
+             "which quick mode's 90 s cannot spare beside the shipped models' live scoring")
 SMALL_ANCHORS = (8, 16, 32, 64, 128)
 
 
@@ -111,7 +113,7 @@ def nuclei_report_rows() -> list[Row]:
     return [
         Row("Otsu + watershed (no learning)", "otsu"),
         Row("U-Net, flips", "unet", report=REPORT_UNET_AUGMENTED),
-        Row("U-Net, half-size input tiles", "unet", size_factor=0.5),
+        Row("U-Net, half-size input tiles", "unet", size_factor=0.5, full_only=HALF_TILE),
         Row("U-Net, no flips", "unet", flips=False, report=REPORT_UNET_NO_AUGMENT),
         Row("Mask R-CNN, default anchors 32–512", "maskrcnn", anchors=DEFAULT_ANCHORS,
             report=REPORT_MASKRCNN_DEFAULT, full_only=SECOND_GRAPH),
@@ -386,7 +388,8 @@ class NucleiExperiments:
                        resume=False, print_fn=lambda s: None)
 
         def predict(image, min_score=0.5):
-            return detections_to_labels(maskrcnn.detect(inference, [image])[0], min_score)
+            return detections_to_labels(
+                maskrcnn.detect(inference, [image], min_score=min_score)[0], min_score)
 
         return predict, result.history
 

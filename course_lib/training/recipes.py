@@ -317,14 +317,17 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
         if budget:
             from course_lib.models.tiled_detection import detect_tiled
 
-            return lambda image: detect_tiled(inference, image)
-        return lambda image: maskrcnn.detect(inference, [image])[0]
+            return lambda image, min_score=0.0: detect_tiled(inference, image,
+                                                             min_score=min_score)
+        return lambda image, min_score=0.0: maskrcnn.detect(inference, [image],
+                                                            min_score=min_score)[0]
 
     def predictor(model):
         find = detector(model)
 
         def labels(image):
-            return detections_to_labels(find(image), MIN_SCORE_FOR_LABELS)
+            return detections_to_labels(find(image, MIN_SCORE_FOR_LABELS),
+                                        MIN_SCORE_FOR_LABELS)
 
         return labels
 
