@@ -67,11 +67,11 @@ def test_cached_samples_return_what_the_provider_returns_decoding_once():
 
 
 def test_piece_starts_cover_the_side_evenly():
-    assert ut._piece_starts(256, 384) == [0]
-    assert ut._piece_starts(500, 384) == [0, 116]          # two pieces, 268 px shared
-    assert ut._piece_starts(1344, 384) == [0, 320, 640, 960]
+    assert td.tile_starts(256, 384, 0) == [0]
+    assert td.tile_starts(500, 384, 0) == [0, 116]          # two pieces, 268 px shared
+    assert td.tile_starts(1344, 384, 0) == [0, 320, 640, 960]
     for length in (385, 520, 696, 1024, 1388):
-        starts = ut._piece_starts(length, 384)
+        starts = td.tile_starts(length, 384, 0)
         assert starts[0] == 0 and starts[-1] + 384 == length
         assert all(b - a <= 384 for a, b in zip(starts, starts[1:], strict=False))  # no gap
 

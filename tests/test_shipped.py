@@ -30,7 +30,7 @@ def test_the_demo_images_are_the_eight_real_samples_documented():
     assert total <= 3_000_000
 
 
-@pytest.mark.parametrize("name", [n for n in EXPECTED])
+@pytest.mark.parametrize("name", EXPECTED)
 def test_a_shipped_model_has_a_complete_manifest_and_its_checksum_holds(name):
     assert name in shipped.names(), f"{name} is not shipped in {shipped.SHIPPED_DIR}"
     m = shipped.read_manifest(name)
@@ -52,7 +52,7 @@ def test_the_shipped_models_fit_the_size_limit():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in EXPECTED])
+@pytest.mark.parametrize("name", EXPECTED)
 def test_a_shipped_model_scores_its_manifest_figure_on_the_real_demo_images(name):
     from course_lib.metrics import dsb_average_precision
     from course_lib.training.evaluate import folder_samples

@@ -92,17 +92,17 @@ def main() -> None:
                 "budget": "cpu", "train_ids": [d.name for d in train_dirs],
                 "val_ids": [d.name for d in val_dirs], "split": "recipes.nuclei_split "
                 "(stratified by modality, seed 0, 10 % validation)"}
-    scratch = Path(args.run_dir) / "ship-float16"
-    folder = shipped.export(args.run_dir, args.name, manifest, float16=not args.float32,
-                            root=scratch)
-    # score the stored file itself, exactly as a learner will load it
-    shipped_dir = shipped.SHIPPED_DIR
-    shipped.SHIPPED_DIR = scratch
-    try:
-        stored = shipped.load(args.name)
-        val16 = _scores(stored.labels, val)
-    finally:
-        shipped.SHIPPED_DIR = shipped_dir
+    stored = run
+    val16 = val32
+    if not args.float32:   # score the float16 file itself, exactly as a learner will load it
+        scratch = Path(args.run_dir) / "ship-float16"
+        shipped.export(args.run_dir, args.name, manifest, float16=True, root=scratch)
+        shipped_dir, shipped.SHIPPED_DIR = shipped.SHIPPED_DIR, scratch
+        try:
+            stored = shipped.load(args.name)
+            val16 = _scores(stored.labels, val)
+        finally:
+            shipped.SHIPPED_DIR = shipped_dir
     d32, d16 = np.mean(list(val32.values())), np.mean(list(val16.values()))
     use16 = not args.float32 and abs(d16 - d32) < 0.005
     print(f"stored {'float16' if not args.float32 else 'float32'}: val DSB {d16:.4f} "

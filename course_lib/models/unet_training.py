@@ -287,6 +287,7 @@ class TiledSamples:
         from tqdm.auto import tqdm
 
         from course_lib.data.skips import load_or_skip
+        from course_lib.models.tiled_detection import tile_starts
 
         self.cached, self.side = cached, int(side)
         self.index: list[tuple[int, int, int, int, int]] = []   # sample, top, left, h, w
@@ -297,8 +298,10 @@ class TiledSamples:
             if packed is None:
                 continue   # counted, logged; the dataset never sees it
             h, w = np.shape(packed[0])[:2]
-            for top in _piece_starts(h, self.side):
-                for left in _piece_starts(w, self.side):
+            # the fewest side-long pieces spread evenly (the windows of tiled detection,
+            # without an overlap)
+            for top in tile_starts(h, self.side, overlap=0):
+                for left in tile_starts(w, self.side, overlap=0):
                     self.index.append((i, top, left, min(h, self.side), min(w, self.side)))
         if hasattr(cached, "load_with_ignore"):
             self.load_with_ignore = self._load_with_ignore
@@ -343,14 +346,6 @@ class TiledSamples:
 
     def _load_with_ignore(self, index: int):
         return self._cut(index, self.cached.packed(self.index[index][0]))
-
-
-def _piece_starts(length: int, side: int) -> list[int]:
-    """Offsets of ``ceil(length / side)`` windows of ``side`` spread evenly over ``length``."""
-    if length <= side:
-        return [0]
-    n = -(-length // side)
-    return [int(round(k * (length - side) / (n - 1))) for k in range(n)]
 
 
 def _pack_sample(sample: tuple) -> tuple:
