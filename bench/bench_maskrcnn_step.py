@@ -2,7 +2,7 @@
 
 Run: ``python bench/bench_maskrcnn_step.py [--size 512] [--batch 2] [--instances 40]
 [--steps 3] [--jit] [--mask-rois M] [--mask-roi-step 16|none] [--precision mixed_bfloat16]
-[--lr 0] [--peer-python ENV/bin/python [--rounds 1]]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set
+[--lr 0] [--rpn-nms per-level|global] [--peer-python ENV/bin/python [--rounds 1]]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set
 unless already given).
 
 ``--lr`` (SGD with momentum 0.9, both sides): 0 by default, so that both networks stay at their
@@ -156,6 +156,9 @@ def main() -> None:
     parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
                         help="Keras dtype policy for ours; the peer runs under bfloat16 autocast "
                              "when mixed_bfloat16")
+    parser.add_argument("--rpn-nms", choices=("per-level", "global"), default="per-level",
+                        help="the RPN's NMS within each pyramid level (the default since "
+                             "7 Dec 2026, as the peers) or over all levels at once")
     args = parser.parse_args()
     keras.mixed_precision.set_dtype_policy(args.precision)
 
@@ -163,7 +166,8 @@ def main() -> None:
                            pretrained=False, max_instances=max(64, args.instances),
                            mask_rois_per_image=args.mask_rois,
                            mask_roi_step=(None if args.mask_roi_step.lower() == "none"
-                                          else int(args.mask_roi_step)))
+                                          else int(args.mask_roi_step)),
+                           rpn_per_level_nms=args.rpn_nms == "per-level")
     keras.utils.set_random_seed(0)
     rss0 = peak_rss_mib()
     training, inference = M.build_models(cfg, verbose=False)
@@ -205,6 +209,7 @@ def main() -> None:
     ips = args.batch / step
     print(f"backend {keras.backend.backend()}, {cfg.backbone}-FPN {args.size}², batch "
           f"{args.batch}, {args.instances} instances/image, jit={args.jit}, {args.precision}, "
+          f"RPN NMS {args.rpn_nms}, "
           f"{training.count_params():,} parameters")
     print(f"full train step: first (compile) {first:.1f} s, then {step:.2f} s/step "
           f"(runs {', '.join(f'{t:.2f}' for t in times)}) -> {ips:.3f} images/s, "

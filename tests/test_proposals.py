@@ -4,6 +4,7 @@ gradient) and the anchor generator layer, against NumPy references and hand-work
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from keras import ops
 from layer_contract import check_layer_contract
@@ -31,20 +32,21 @@ def _case(seed=2, batch=2):
     return anchors, logits, deltas
 
 
-def test_per_level_top_k_window_and_min_size_match_reference():
+@pytest.mark.parametrize("per_level_nms", [True, False])
+def test_per_level_top_k_window_and_min_size_match_reference(per_level_nms):
     anchors, logits, deltas = _case()
     counts = A.level_counts((64, 64), SCALES, RATIOS, STRIDES)
     # image 0 fills the square; image 1 is a 40 x 64 image padded top and bottom (window rows
     # 12..52): its proposals must stay inside rows 12..52
     meta = np.array([[64, 64, 0, 0, 64, 64, 1], [40, 64, 12, 0, 52, 64, 1]], "float32")
     layer = ProposalLayer((64, 64), pre_nms_top_k=50, post_nms_top_n=40, nms_threshold=0.7,
-                          level_counts=counts, min_size=4.0)
+                          level_counts=counts, min_size=4.0, per_level_nms=per_level_nms)
     boxes, scores, valid = check_layer_contract(layer, [logits, deltas, anchors, meta],
                                                 expected_shapes=[(2, 40, 4), (2, 40), (2, 40)])
     for i in range(2):
         ref_boxes, ref_scores = proposals_np(logits[i], deltas[i], anchors, (64, 64), 50, 40, 0.7,
                                              level_counts=counts, window=meta[i, 2:6],
-                                             min_size=4.0)
+                                             min_size=4.0, per_level_nms=per_level_nms)
         n = int(valid[i].sum())
         assert n == len(ref_boxes) > 10
         np.testing.assert_allclose(boxes[i, :n], ref_boxes, atol=1e-3)
@@ -65,6 +67,32 @@ def test_per_level_top_k_keeps_coarse_levels():
     leveled = proposals_np(logits[0], deltas[0], anchors, (64, 64), 50, 200, 1.0,
                            level_counts=counts)[0]
     assert len(pooled) == 50 and len(leveled) == 50 + 50 + 48
+
+
+def test_nms_within_levels_keeps_the_same_box_found_at_two_levels():
+    # Hand-worked: three anchors, zero deltas. Level 0 holds (0, 0, 16, 16) scored 3 and
+    # (1, 1, 16, 16) scored 2 (IoU 225/256 = 0.88 > 0.7: the second goes); level 1 holds
+    # (0, 0, 16, 16) again, scored 1. Within levels, the level-1 copy survives (it overlaps
+    # nothing of its own level): boxes scored 3 and 1. Across levels it dies too: only 3.
+    anchors = np.array([[0, 0, 16, 16], [1, 1, 16, 16], [0, 0, 16, 16]], "float32")
+    logits = np.array([[3.0, 2.0, 1.0]], "float32")
+    deltas = np.zeros((1, 3, 4), "float32")
+    sig = 1 / (1 + np.exp(-np.array([3.0, 2.0, 1.0])))
+    for per_level, expected in ((True, [sig[0], sig[2]]), (False, [sig[0]])):
+        layer = ProposalLayer((32, 32), pre_nms_top_k=5, post_nms_top_n=3,
+                              level_counts=[2, 1], per_level_nms=per_level)
+        boxes, scores, valid = (np.asarray(t) for t in layer([logits, deltas, anchors]))
+        np.testing.assert_allclose(scores[0][valid[0]], expected, rtol=1e-6)
+        np.testing.assert_allclose(boxes[0][valid[0]], [[0, 0, 16, 16]] * len(expected))
+        ref = proposals_np(logits[0], deltas[0], anchors, (32, 32), 5, 3, 0.7,
+                           level_counts=[2, 1], per_level_nms=per_level)[1]
+        np.testing.assert_allclose(ref, expected, rtol=1e-6)
+
+
+def test_per_level_nms_survives_serialisation():
+    layer = ProposalLayer((64, 64), level_counts=[3, 1], per_level_nms=False)
+    again = ProposalLayer.from_config(layer.get_config())
+    assert again.per_level_nms is False and again.level_counts == [3, 1]
 
 
 def test_hand_worked_clip_and_drop():

@@ -12,9 +12,16 @@ The steps, as Faster R-CNN and FPN describe them:
    nothing), or to ``image_shape`` when no ``image_meta`` is given;
 4. **drop small boxes** (height or width under ``min_size`` pixels): their score becomes
    ``-inf`` so NMS never keeps them;
-5. **NMS** at ``nms_threshold`` (0.7) over the candidates of all levels together
-   (:func:`course_lib.ops.nms.batched_padded_nms`, fixed shapes);
-6. **top-N after NMS**: the ``post_nms_top_n`` best survivors, padded with zero rows.
+5. **NMS** at ``nms_threshold`` (0.7) **within each level** (``per_level_nms=True``, the
+   default): a P2 proposal never suppresses a P4 one. FPN's paper does not spell this step
+   out; its reference implementations do it this way (torchvision's ``batched_nms`` with the
+   level as the group, detectron2's ``find_top_rpn_proposals``), in training and inference.
+   ``per_level_nms=False`` runs one NMS over the candidates of all levels together
+   (notebook 06 compares the two). One fixed-shape NMS does both: shifting each level's
+   boxes by ``level × (image side + 1)`` pixels makes boxes of different levels disjoint
+   (:func:`course_lib.ops.nms.batched_padded_nms`);
+6. **top-N after NMS**: the ``post_nms_top_n`` best survivors of all levels by score, padded
+   with zero rows.
 
 Proposals carry **no gradient** (``stop_gradient``, as torchvision and detectron2 detach them):
 the head losses must not push the RPN's deltas; only the RPN losses train the RPN.
@@ -49,7 +56,8 @@ def _level_slices(n_anchors: int, level_counts):
 
 def proposals_np(logits, deltas, anchors, image_shape, pre_nms_top_k: int = 6000,
                  post_nms_top_n: int = 1000, nms_threshold: float = 0.7, level_counts=None,
-                 window=None, min_size: float = 0.0):
+                 window=None, min_size: float = 0.0, per_level_nms: bool = True,
+                 return_index: bool = False):
     """Proposals of one image (NumPy reference of :class:`ProposalLayer`).
 
     Args:
@@ -59,29 +67,41 @@ def proposals_np(logits, deltas, anchors, image_shape, pre_nms_top_k: int = 6000
         level_counts: anchors per level, or ``None`` for one pool.
         window: ``(y1, x1, y2, x2)`` to clip to instead of the image.
         min_size: drop boxes with height or width below this (pixels).
+        per_level_nms: NMS within each level, then the best ``post_nms_top_n`` of all levels
+            (``False``: one NMS over all levels). The same without ``level_counts``.
+        return_index: also return each proposal's anchor index (which level it came from).
 
     Returns:
         ``(boxes (K, 4), scores (K,))``, ``K <= post_nms_top_n``, best first; scores are
-        sigmoid probabilities.
+        sigmoid probabilities; with ``return_index``, ``(boxes, scores, anchor_index (K,))``.
 
     Taught in notebooks/06_anchors_and_rpn.
     """
     logits = np.asarray(logits, dtype=np.float64).reshape(-1)
     deltas = np.asarray(deltas, np.float64).reshape(-1, 4)
     anchors = np.asarray(anchors, np.float64).reshape(-1, 4)
-    picked = []
-    for start, end in _level_slices(len(logits), level_counts):
+    picked, level = [], []
+    for i, (start, end) in enumerate(_level_slices(len(logits), level_counts)):
         order = np.argsort(-logits[start:end], kind="stable")[:pre_nms_top_k] + start
         picked.append(order)
-    order = np.concatenate(picked)
+        level.append(np.full(len(order), i))
+    order, level = np.concatenate(picked), np.concatenate(level)
     boxes = box_ops.decode(deltas[order], anchors[order])
     boxes = box_ops.clip(boxes, image_shape) if window is None else clip_to_window_np(boxes,
                                                                                        window)
     scores = logits[order]
     big = ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
-    boxes, scores = boxes[big], scores[big]
-    keep = nms(boxes, scores, nms_threshold, post_nms_top_n)
-    return boxes[keep], 1.0 / (1.0 + np.exp(-scores[keep]))
+    boxes, scores, level, order = boxes[big], scores[big], level[big], order[big]
+    if per_level_nms:   # each level on its own, then the best survivors of all levels
+        keep = np.concatenate([np.flatnonzero(level == i)[nms(boxes[level == i],
+                                                              scores[level == i],
+                                                              nms_threshold)]
+                               for i in np.unique(level)] or [np.zeros(0, int)])
+        keep = keep[np.argsort(-scores[keep], kind="stable")][:post_nms_top_n]
+    else:
+        keep = nms(boxes, scores, nms_threshold, post_nms_top_n)
+    out = boxes[keep], 1.0 / (1.0 + np.exp(-scores[keep]))
+    return (*out, order[keep]) if return_index else out
 
 
 @keras.saving.register_keras_serializable(package="course_lib")
@@ -95,6 +115,8 @@ class ProposalLayer(keras.layers.Layer):
         nms_threshold: IoU above which a lower-scored proposal is dropped (0.7).
         level_counts: anchors per pyramid level (``AnchorGenerator.level_counts``) or ``None``.
         min_size: minimum box height and width in pixels (0 keeps all).
+        per_level_nms: suppress within each level (default, as torchvision and detectron2)
+            or, ``False``, across all levels at once.
 
     Call:
         ``[logits (B, A), deltas (B, A, 4), anchors (A, 4)]`` or the same plus
@@ -110,7 +132,7 @@ class ProposalLayer(keras.layers.Layer):
 
     def __init__(self, image_shape, pre_nms_top_k: int = 6000, post_nms_top_n: int = 1000,
                  nms_threshold: float = 0.7, level_counts=None, min_size: float = 0.0,
-                 **kwargs):
+                 per_level_nms: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(s) for s in image_shape)[:2]
         self.pre_nms_top_k = int(pre_nms_top_k)
@@ -118,6 +140,7 @@ class ProposalLayer(keras.layers.Layer):
         self.nms_threshold = float(nms_threshold)
         self.level_counts = None if level_counts is None else [int(c) for c in level_counts]
         self.min_size = float(min_size)
+        self.per_level_nms = bool(per_level_nms)
 
     def call(self, inputs):
         logits, deltas, anchors = inputs[:3]
@@ -125,9 +148,13 @@ class ProposalLayer(keras.layers.Layer):
         logits = ops.stop_gradient(ops.cast(logits, "float32"))
         deltas = ops.stop_gradient(ops.cast(deltas, "float32"))
         anchors = ops.convert_to_tensor(anchors, "float32")
-        top_logits, top_deltas, top_anchors = [], [], []
-        for start, end in _level_slices(int(logits.shape[1]), self.level_counts):
+        top_logits, top_deltas, top_anchors, shifts = [], [], [], []
+        # shifting level i's boxes by i·(side + 1) px keeps levels apart in one NMS
+        side = float(max(self.image_shape)) + 1.0
+        for i, (start, end) in enumerate(_level_slices(int(logits.shape[1]),
+                                                       self.level_counts)):
             k = min(self.pre_nms_top_k, end - start)
+            shifts.append(np.full(k, i * side if self.per_level_nms else 0.0, "float32"))
             values, idx = ops.top_k(logits[:, start:end], k=k, sorted=True)    # (B, k)
             idx = ops.cast(idx, "int32")
             top_logits.append(values)
@@ -144,8 +171,9 @@ class ProposalLayer(keras.layers.Layer):
             big = ((boxes[..., 2] - boxes[..., 0]) >= self.min_size) & \
                   ((boxes[..., 3] - boxes[..., 1]) >= self.min_size)
             top_logits = ops.where(big, top_logits, DROPPED)
-        kept, _ = batched_padded_nms(boxes, top_logits, self.post_nms_top_n, self.nms_threshold,
-                                     score_threshold=DROPPED / 2)
+        shifted = boxes + ops.convert_to_tensor(np.concatenate(shifts))[None, :, None]
+        kept, _ = batched_padded_nms(shifted, top_logits, self.post_nms_top_n,
+                                     self.nms_threshold, score_threshold=DROPPED / 2)
         valid = kept >= 0
         safe = ops.maximum(kept, 0)
         out_boxes = gather_rows(boxes, safe)
@@ -162,4 +190,4 @@ class ProposalLayer(keras.layers.Layer):
         return {**super().get_config(), "image_shape": self.image_shape,
                 "pre_nms_top_k": self.pre_nms_top_k, "post_nms_top_n": self.post_nms_top_n,
                 "nms_threshold": self.nms_threshold, "level_counts": self.level_counts,
-                "min_size": self.min_size}
+                "min_size": self.min_size, "per_level_nms": self.per_level_nms}

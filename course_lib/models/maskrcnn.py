@@ -99,6 +99,8 @@ class MaskRCNNConfig:
         rpn_pre_nms_top_k_train / _test: best anchors per level before NMS (2000 / 1000).
         rpn_post_nms_top_n_train / _test: proposals after NMS (2000 / 1000).
         rpn_nms_threshold: 0.7. rpn_min_size: smallest proposal side in pixels.
+        rpn_per_level_nms: the RPN's NMS within each pyramid level (torchvision, detectron2)
+            or, ``False``, over all levels at once (:class:`~course_lib.layers.proposals.ProposalLayer`).
         rois_per_image / roi_positive_fraction / roi_positive_iou: RoI sampling (512, 0.25, 0.5).
         mask_rois_per_image: how many of the positive slice's slots the mask head trains on
             (``None``: all ``P = rois * fraction``, the paper). The sampler puts the positives
@@ -156,6 +158,7 @@ class MaskRCNNConfig:
     rpn_post_nms_top_n_test: int = 1000
     rpn_nms_threshold: float = 0.7
     rpn_min_size: float = 1.0
+    rpn_per_level_nms: bool = True
     rois_per_image: int = 512
     roi_positive_fraction: float = 0.25
     roi_positive_iou: float = 0.5
@@ -410,10 +413,12 @@ class MaskRCNN(keras.Model):
             counts = self.anchor_generator.level_counts((s, s))
             self.train_proposals = ProposalLayer(
                 (s, s), cfg.rpn_pre_nms_top_k_train, cfg.rpn_post_nms_top_n_train,
-                cfg.rpn_nms_threshold, counts, cfg.rpn_min_size, name="train_proposals")
+                cfg.rpn_nms_threshold, counts, cfg.rpn_min_size, cfg.rpn_per_level_nms,
+                name="train_proposals")
             self.test_proposals = ProposalLayer(
                 (s, s), cfg.rpn_pre_nms_top_k_test, cfg.rpn_post_nms_top_n_test,
-                cfg.rpn_nms_threshold, counts, cfg.rpn_min_size, name="test_proposals")
+                cfg.rpn_nms_threshold, counts, cfg.rpn_min_size, cfg.rpn_per_level_nms,
+                name="test_proposals")
             levels = cfg.strides[:4]
             self.box_align = PyramidRoIAlign(cfg.pool_size, levels, name="box_roi_align")
             self.mask_align = PyramidRoIAlign(cfg.mask_pool_size, levels, name="mask_roi_align")
