@@ -77,13 +77,15 @@ def model_spec(recipe) -> dict | None:
     return None
 
 
-def write_model_spec(run_dir: str | Path, recipe) -> Path | None:
-    """Write :func:`model_spec` of ``recipe`` to ``run_dir/model.json``; returns the path
-    (``None``, and nothing written, for a recipe :func:`model_spec` cannot describe).
+def write_model_spec(run_dir: str | Path, recipe=None, *, spec: dict | None = None
+                     ) -> Path | None:
+    """Write :func:`model_spec` of ``recipe`` (or ``spec`` itself, a dict of the same form)
+    to ``run_dir/model.json``; returns the path (``None``, and nothing written, for a recipe
+    :func:`model_spec` cannot describe).
 
     Taught in notebooks/11_train_nuclei.
     """
-    spec = model_spec(recipe)
+    spec = spec if spec is not None else model_spec(recipe)
     if spec is None:
         return None
     path = Path(run_dir) / MODEL_SPEC

@@ -267,6 +267,7 @@ DSB_PRECISION_ANSWERS = [
     2 / 4,   # float32 0.3 >= 0.3: the same four detections
     1 / 4,   # only IoU 1 beats 0.95: TP 1, FP 2, FN 1
     0.0,     # nothing detected: TP 0, FN 2
+    1 / 3,   # two copies on nucleus 1 (IoU 1 and 12/16): TP 1, FP 1 (the copy), FN 1 (nucleus 2)
 ]
 
 

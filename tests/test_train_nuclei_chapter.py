@@ -147,7 +147,7 @@ def test_stratified_split_holds_out_each_modalitys_share():
 
 # --- the experiment table ------------------------------------------------------------------
 
-def test_rows_follow_the_report_and_quick_mode_says_why_it_skips(synthetic_set):
+def test_rows_follow_the_report_and_quick_mode_says_why_it_skips(synthetic_set, tmp_path):
     rows = X.nuclei_report_rows()
     assert rows[0].model == "otsu"
     assert {r.model for r in rows} == {"otsu", "unet", "maskrcnn"}
@@ -159,15 +159,15 @@ def test_rows_follow_the_report_and_quick_mode_says_why_it_skips(synthetic_set):
     assert by_label["U-Net, no flips"] == "0.245" and by_label["U-Net, flips"].startswith("0.243")
     assert by_label["U-Net, half-size input tiles"] == "—"     # the report resized images
     dirs, _ = synthetic_set
-    ex = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick")
+    ex = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick", run_root=tmp_path)
     skipped = ex.run(rows[-1], print_fn=lambda s: None)
     assert skipped.skipped.startswith("full mode only") and np.isnan(skipped.score)
     assert "skipped" in ex.table()
 
 
-def test_otsu_row_scores_what_the_metric_gives_image_by_image(synthetic_set):
+def test_otsu_row_scores_what_the_metric_gives_image_by_image(synthetic_set, tmp_path):
     dirs, _ = synthetic_set
-    ex = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick")
+    ex = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick", run_root=tmp_path)
     result = ex.run(X.nuclei_report_rows()[0], print_fn=lambda s: None)
     by_hand = {}
     for d in dirs[8:][:ex.budget.max_val_images]:
@@ -178,11 +178,12 @@ def test_otsu_row_scores_what_the_metric_gives_image_by_image(synthetic_set):
     assert ex.best() is result
 
 
-def test_unet_rows_share_one_model_and_one_compiled_step(synthetic_set, capsys):
+def test_unet_rows_share_one_model_and_one_compiled_step(synthetic_set, tmp_path):
     dirs, _ = synthetic_set
     budget = X.Budget(unet_epochs=2, unet_steps=1, maskrcnn_epochs=1, maskrcnn_steps=1,
                       max_val_images=1)
-    ex = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick", budget=budget)
+    ex = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick", budget=budget,
+                             run_root=tmp_path)
     flips, _, no_flips = X.nuclei_report_rows()[1:4]
     first = ex.run(flips)
     second = ex.run(no_flips)
@@ -192,6 +193,47 @@ def test_unet_rows_share_one_model_and_one_compiled_step(synthetic_set, capsys):
     assert len(first.history["loss"]) == len(second.history["loss"]) == 2
     assert first.history["loss"] != second.history["loss"]     # ... trained on other data
     assert set(second.predictions) == set(second.per_image)
+
+
+def test_rows_resume_after_a_restart_and_a_changed_row_starts_afresh(synthetic_set, tmp_path):
+    """A new NucleiExperiments on the same run folder (what a kernel restart gives) finds a
+    finished row's run instead of training again: same weights, so the same scores, and the
+    loss curve read back from logs/train.csv. Another seed trains in a folder of its own. A
+    row's folder reads in as a run made elsewhere (add_run) and scores the same."""
+    dirs, _ = synthetic_set
+    budget = X.Budget(unet_epochs=2, unet_steps=1, maskrcnn_epochs=1, maskrcnn_steps=1,
+                      max_val_images=2)
+    row = X.nuclei_report_rows()[1]
+    first = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick", budget=budget,
+                                run_root=tmp_path).run(row, print_fn=lambda s: None)
+    stamp = (first.run_dir / "final.weights.h5").stat().st_mtime_ns
+    again = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick", budget=budget,
+                                run_root=tmp_path)
+    second = again.run(row, print_fn=lambda s: None)
+    assert second.run_dir == first.run_dir
+    assert (first.run_dir / "final.weights.h5").stat().st_mtime_ns == stamp   # not retrained
+    assert second.per_image == pytest.approx(first.per_image)
+    assert second.history["loss"] == pytest.approx(first.history["loss"]) and \
+        len(second.history["loss"]) == 2
+    other = X.NucleiExperiments(dirs[:8], dirs[8:], mode="quick", budget=budget,
+                                run_root=tmp_path, seed=1).run(row, print_fn=lambda s: None)
+    assert other.run_dir != first.run_dir and other.run_dir.parent == tmp_path
+    read_in = again.add_run("the same run, read in", first.run_dir, print_fn=lambda s: None)
+    assert read_in.row.model == "unet" and read_in.per_image == pytest.approx(first.per_image)
+    assert read_in.history["loss"] == pytest.approx(first.history["loss"])
+
+
+def test_read_history_counts_an_epoch_logged_twice_once(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    # session 1 logged epochs 0 and 1 and was killed before epoch 1's checkpoint; session 2
+    # redid epoch 1 and went on: epoch 1's later row is the one that counts
+    (logs / "train.csv").write_text("epoch,loss,val_loss\n0,2.0,2.5\n1,1.5,2.0\n"
+                                    "1,1.4,1.9\n2,1.0,NA\n")
+    history = X.read_history(tmp_path)
+    assert history["loss"] == [2.0, 1.4, 1.0]
+    np.testing.assert_array_equal(history["val_loss"], [2.5, 1.9, np.nan])   # one per epoch
+    assert X.read_history(tmp_path / "nothing here") == {}
 
 
 # --- the plots return what they drew --------------------------------------------------------

@@ -104,3 +104,30 @@ def test_coco_ap_of_oracles():
     half = evaluate_coco(first_image_only, provider, progress=False)
     assert half["segm"]["AP"] == pytest.approx((1 + 51 / 101) / 2)
     assert half["bbox"]["AP"] == pytest.approx((1 + 51 / 101) / 2)
+
+
+def test_stage1_test_samples_read_the_solution_file(tmp_path):
+    """Kaggle's stage-1 test layout, made by hand: image "a" (4×5) with one nucleus at rows 1-2
+    of column 1 (column-major, 1-based RLE: pixel (1, 1) is number 1·4 + 1 + 1 = 6, run of 2,
+    "6 2"), image "b" with none (an empty row). Absent files: None, not an error."""
+    from course_lib.training.evaluate import stage1_test_samples
+
+    assert stage1_test_samples(tmp_path) is None
+    for name in ("a", "b"):
+        folder = tmp_path / "stage1_test" / name / "images"
+        folder.mkdir(parents=True)
+        Image.fromarray(np.full((4, 5, 3), 40 * (name == "a"), np.uint8)).save(
+            folder / f"{name}.png")
+    assert stage1_test_samples(tmp_path) is None             # no solution file yet
+    (tmp_path / "stage1_solution.csv").write_text(
+        "ImageId,EncodedPixels,Height,Width,Usage\na,6 2,4,5,Private\nb,,4,5,Public\n")
+    got = {name: (image, labels) for name, image, labels in stage1_test_samples(tmp_path)}
+    assert sorted(got) == ["a", "b"]
+    expected = np.zeros((4, 5), np.int32)
+    expected[1:3, 1] = 1
+    np.testing.assert_array_equal(got["a"][1], expected)
+    assert got["a"][0].shape == (4, 5, 3) and got["b"][1].max() == 0
+    (tmp_path / "stage1_solution.csv").write_text(
+        "ImageId,EncodedPixels,Height,Width,Usage\na,6 2,4,5,Private\nc,1 1,4,5,Public\n")
+    with pytest.raises(ValueError, match="stage1_solution.csv.*e.g. c"):
+        stage1_test_samples(tmp_path)

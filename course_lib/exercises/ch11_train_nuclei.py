@@ -48,6 +48,10 @@ DSB_PRECISION_CASES = [
     Case("threshold 0.95 with an exact match: IoU 1 > 0.95", (_TRUE, _DET, 0.95)),
     Case("no detection at all: 0 hits, 2 missed -> 0",
          (_TRUE, _detections((12, 16), [], []), 0.5)),
+    # Raw Mask R-CNN masks may overlap: two near-copies of nucleus 1 (IoU 1 and 12/16) both
+    # clear 0.5, but one nucleus is one true positive; the copy is a false positive.
+    Case("two overlapping detections on one nucleus: 1 hit, 1 false, 1 missed -> 1/3",
+         (_TRUE, _detections((12, 16), [(1, 1, 5, 5), (1, 1, 4, 5)], [0.9, 0.8]), 0.5)),
 ]
 
 

@@ -64,7 +64,9 @@ class Plan:
         the mode's epochs (:data:`course_lib.config.FULL`), a quarter of them heads-only.
 
         ``pretrained_backbone``: the VOC model starts from ImageNet weights, so its runs
-        train the heads first as well (as the article does).
+        train the heads first as well: matterport's recipe for pretrained weights (heads,
+        then every layer). The VOC article itself trained from random weights on purpose,
+        and the nuclei report tuned the backbone first (50 epochs), then the heads (300).
         """
         mode = mode or course_config.mode()
         if mode == "quick":

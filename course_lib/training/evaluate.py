@@ -76,6 +76,52 @@ def folder_samples(sample_dirs: Sequence[str | Path]) -> EvaluationSamples:
     return EvaluationSamples([d.name for d in dirs], lambda i: load_sample(dirs[i]))
 
 
+#: Where Kaggle's stage-1 test set is looked for, below ``<data root>/dsb2018`` (the layout of
+#: the competition's files: ``stage1_test/<id>/images/<id>.png`` and the solution CSV that
+#: was published after stage 1, with ``ImageId, EncodedPixels, Height, Width`` columns).
+STAGE1_TEST = ("stage1_test", "stage1_solution.csv")
+
+
+def stage1_test_samples(root: str | Path | None = None) -> EvaluationSamples | None:
+    """``(name, image, true labels)`` of Kaggle's stage-1 test images, or ``None`` when the
+    images or the solution file are not there.
+
+    The nuclei report scored its models on these images, so they are the one set on which our
+    scores and the report's compare. The course never needs them (they are not part of the
+    602 training images); when both are present, chapter 11 scores the shipped models on them.
+
+    Args:
+        root: the folder holding ``stage1_test/`` and ``stage1_solution.csv`` (default
+            ``<data root>/dsb2018``).
+
+    Raises:
+        ValueError: the solution file lists an image that has no folder (names both).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    from course_lib import config
+    from course_lib.data.io import read_image
+    from course_lib.data.nuclei import read_submission
+
+    root = Path(root) if root is not None else config.data_root() / "dsb2018"
+    folder, solution = root / STAGE1_TEST[0], root / STAGE1_TEST[1]
+    if not (folder.is_dir() and solution.is_file()):
+        return None
+    truth = read_submission(solution)
+    names = sorted(truth)
+    missing = [n for n in names if not (folder / n / "images" / f"{n}.png").is_file()]
+    if missing:
+        raise ValueError(f"{solution} lists {len(missing)} image(s) with no "
+                         f"{folder}/<id>/images/<id>.png, e.g. {missing[0]}; copy the whole "
+                         "stage1_test folder next to it.")
+
+    def load(i: int):
+        image = read_image(folder / names[i] / "images" / f"{names[i]}.png")
+        return image, truth[names[i]]
+
+    return EvaluationSamples(names, load)
+
+
 def provider_samples(provider) -> EvaluationSamples:
     """``(name, image, true labels)`` of a sample provider (``len``, ``load``, ``name``);
     unreadable ones are skipped and listed in ``.skipped`` (:class:`EvaluationSamples`).

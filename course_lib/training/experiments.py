@@ -21,7 +21,8 @@ Two details keep quick mode fast without changing what is measured:
 from __future__ import annotations
 
 import dataclasses
-import tempfile
+import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -208,6 +209,45 @@ def score_result(row: Row, predict: Callable[[np.ndarray], np.ndarray],
                      seconds=time.perf_counter() - started)
 
 
+def default_run_root(mode: str | None = None) -> Path:
+    """``<repository>/runs/nuclei-experiments-<mode>``: where chapter 11's rows train
+    unless told otherwise (``runs/`` is ignored by git).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    return course_config.REPO_ROOT / "runs" / f"nuclei-experiments-{mode or course_config.mode()}"
+
+
+def read_history(run_dir: str | Path) -> dict[str, list[float]]:
+    """``{metric: [value per epoch]}`` from a run folder's ``logs/train.csv``, over every
+    session of the run (the engine appends one row per finished epoch; an epoch logged twice,
+    by a session killed between the log and its checkpoint, counts once, the later row; a
+    value an epoch did not log is NaN, so every list has one entry per epoch).
+
+    Taught in notebooks/11_train_nuclei.
+    """
+    import csv
+
+    path = Path(run_dir) / "logs" / "train.csv"
+    if not path.is_file():
+        return {}
+    by_epoch: dict[int, dict] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("epoch", "").strip().lstrip("-").isdigit():
+                by_epoch[int(row["epoch"])] = row
+    history: dict[str, list[float]] = {}
+    for epoch in sorted(by_epoch):
+        for key, value in by_epoch[epoch].items():
+            if key != "epoch":   # Keras writes NA for a value an epoch did not log: NaN
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    number = float("nan")
+                history.setdefault(key, []).append(number)
+    return history
+
+
 def _spread(folders: list[Path], modality: dict[str, str] | None, n: int | None) -> list[Path]:
     """The first ``n`` folders, taking one of each modality in turn (all when ``n`` is None)."""
     if n is None or len(folders) <= n:
@@ -229,8 +269,11 @@ class NucleiExperiments:
         train_dirs, val_dirs: DSB sample folders of the two splits.
         mode: ``"quick"`` or ``"full"`` (default: the course's mode).
         budget: the training budget (default :meth:`Budget.for_mode`).
-        run_root: where the run folders go (default: a new temporary folder, so rerunning
-            the notebook trains again instead of resuming a finished run).
+        run_root: where the run folders go (default :func:`default_run_root`: ``runs/`` in
+            the repository, ignored by git). Each row trains in a folder named after its label
+            and a digest of everything it trains with (mode, seed, split, recipe, schedule), so
+            after a kernel restart the same row resumes its run (or, finished, is only scored
+            again), while a row whose settings changed starts a folder of its own.
         seed: seeds weights, data order and augmentation of every row alike.
         modality: ``{folder name: modality}``; when the budget caps the validation images,
             they are taken in turn from each modality, so every modality stays scored.
@@ -247,7 +290,7 @@ class NucleiExperiments:
         self.train_dirs = [Path(d) for d in train_dirs]
         self.val_dirs = _spread([Path(d) for d in val_dirs], modality,
                                 self.budget.max_val_images)
-        self.run_root = Path(run_root or tempfile.mkdtemp(prefix="course-nuclei-"))
+        self.run_root = Path(run_root) if run_root else default_run_root(self.mode)
         self.seed = seed
         self.results: list[RowResult] = []
         self._models: dict[tuple, tuple] = {}     # architecture -> (model, initial weights, extra)
@@ -276,9 +319,8 @@ class NucleiExperiments:
         if row.full_only and self.mode == "quick":
             result = RowResult(row, skipped=f"full mode only: {row.full_only}")
         else:
-            run_dir = self._run_dir(row)
-            predictor, history = {"otsu": self._otsu, "unet": self._unet,
-                                  "maskrcnn": self._maskrcnn}[row.model](row, run_dir)
+            predictor, history, run_dir = {"otsu": self._otsu, "unet": self._unet,
+                                           "maskrcnn": self._maskrcnn}[row.model](row)
             per_image, predictions = self.score(predictor)
             result = RowResult(row, float(np.mean(list(per_image.values()))), per_image,
                                history, predictions=predictions, predictor=predictor,
@@ -295,9 +337,37 @@ class NucleiExperiments:
         """:meth:`run` each row in order."""
         return [self.run(row, print_fn) for row in rows]
 
-    def _run_dir(self, row: Row) -> Path:
+    def _run_dir(self, row: Row, *settings) -> Path:
+        """``run_root/<row label>-<digest>``: the digest covers the row, the mode, the seed,
+        the split and every setting passed (the model's recipe, the training config), so the
+        same row finds its folder again after a restart and a changed row never resumes a
+        run made with other settings."""
         slug = "".join(c if c.isalnum() else "-" for c in row.label.lower()).strip("-")
-        return self.run_root / f"{len(self.results):02d}-{slug[:60]}"
+        record = [dataclasses.asdict(row), self.mode, self.seed, dataclasses.asdict(self.budget),
+                  [d.name for d in self.train_dirs], *settings]
+        digest = hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode())
+        return self.run_root / f"{slug[:60]}-{digest.hexdigest()[:8]}"
+
+    def add_run(self, label: str, run_dir: str | Path,
+                print_fn: Callable[[str], None] = print) -> RowResult:
+        """Score a run made elsewhere (``python -m course_lib.train nuclei ... --run-dir``,
+        or a row's folder from an earlier session) as a row of the table: its final weights
+        on the validation images, its loss curves from ``logs/train.csv``.
+
+        Raises:
+            course_lib.shipped.ShippedModelError: the folder holds no finished model.
+        """
+        from course_lib import shipped
+
+        started = time.perf_counter()
+        loaded = shipped.load(run_dir)
+        result = score_result(Row(label, loaded.kind), loaded.labels, self.validation())
+        result.history, result.run_dir = read_history(run_dir), Path(run_dir)
+        result.seconds = time.perf_counter() - started
+        print_fn(f"{label}: DSB {result.score:.3f} (read from {run_dir}, "
+                 f"{result.seconds:.0f} s to score)")
+        self.results.append(result)
+        return result
 
     def _shared_model(self, row: Row, build: Callable[[], tuple]):
         """The model for ``row``'s architecture, built once and reset to its first weights."""
@@ -314,17 +384,18 @@ class NucleiExperiments:
         return model, extra
 
     # ------------------------------------------------------------------ the three models
-    def _otsu(self, row: Row, run_dir: Path) -> tuple[Callable, dict]:
+    def _otsu(self, row: Row) -> tuple[Callable, dict, None]:
         from course_lib.models.classical import otsu_instances
 
-        return otsu_instances, {}
+        return otsu_instances, {}, None
 
     def _flips(self, row: Row):
         from course_lib.data.augment import Augmenter, FlipLeftRight, FlipUpDown
 
         return Augmenter([FlipLeftRight(), FlipUpDown()], seed=self.seed) if row.flips else None
 
-    def _unet(self, row: Row, run_dir: Path) -> tuple[Callable, dict]:
+    def _unet(self, row: Row) -> tuple[Callable, dict, Path]:
+        from course_lib import shipped
         from course_lib.models import unet_training as ut
         from course_lib.ops.watershed import watershed_instances
         from course_lib.training.engine import TrainConfig, train
@@ -351,15 +422,19 @@ class NucleiExperiments:
                           steps_per_epoch=min(self.budget.unet_steps or len(dataset),
                                               len(dataset)),
                           tensorboard=False, verbose=0, seed=self.seed)
-        result = train(model, dataset, run_dir, cfg, loss="binary_crossentropy",
-                       model_name="unet-nuclei", resume=False, print_fn=lambda s: None)
+        run_dir = self._run_dir(row, dataclasses.asdict(recipe), dataclasses.asdict(cfg))
+        train(model, dataset, run_dir, cfg, loss="binary_crossentropy", model_name="unet-nuclei",
+              print_fn=lambda s: None)     # resumes (or only loads) a run found there
+        shipped.write_model_spec(run_dir, spec={"kind": "unet", "name": "unet-nuclei",
+                                                "unet_recipe": dataclasses.asdict(recipe)})
 
         def predict(image):
             return watershed_instances(ut.predict_probability(model, image, recipe))
 
-        return predict, result.history
+        return predict, read_history(run_dir), run_dir
 
-    def _maskrcnn(self, row: Row, run_dir: Path) -> tuple[Callable, dict]:
+    def _maskrcnn(self, row: Row) -> tuple[Callable, dict, Path]:
+        from course_lib import shipped
         from course_lib.data.coco import DsbFolderSamples
         from course_lib.data.pipeline import MaskRCNNDataset
         from course_lib.models import maskrcnn
@@ -384,14 +459,17 @@ class NucleiExperiments:
         cfg = TrainConfig(epochs=self.budget.maskrcnn_epochs, steps_per_epoch=steps,
                           weight_decay=1e-4, clipnorm=5.0, tensorboard=False, verbose=0,
                           seed=self.seed, **opt)
-        result = train(model, dataset, run_dir, cfg, model_name="maskrcnn-nuclei",
-                       resume=False, print_fn=lambda s: None)
+        run_dir = self._run_dir(row, mcfg.to_dict(), dataclasses.asdict(cfg))
+        train(model, dataset, run_dir, cfg, model_name="maskrcnn-nuclei",
+              print_fn=lambda s: None)     # resumes (or only loads) a run found there
+        shipped.write_model_spec(run_dir, spec={"kind": "maskrcnn", "name": "maskrcnn-nuclei",
+                                                "config": mcfg.to_dict(), "tiled": False})
 
         def predict(image, min_score=0.5):
             return detections_to_labels(
                 maskrcnn.detect(inference, [image], min_score=min_score)[0], min_score)
 
-        return predict, result.history
+        return predict, read_history(run_dir), run_dir
 
     # ------------------------------------------------------------------ the table
     def table(self) -> str:
