@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the label PNGs, submission.csv and coco_results.json")
     p.add_argument("--list", action="store_true",
                    help="print the shipped models, one per line, name first, and exit")
+    p.add_argument("--views", type=int, choices=(1, 4, 8), default=None,
+                   help="U-Net only: mirrored/turned views averaged per image (default: the "
+                        "model's own, 8 for unet-nuclei-cpu; 1 is up to 8 times faster)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -103,8 +106,12 @@ def _predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         model = shipped.load(args.model)
     except shipped.ShippedModelError as err:
         _fail(parser, str(err))
+    if args.views is not None and model.kind != "unet":
+        _fail(parser, f"--views is for a U-Net; {args.model} is a {model.kind}.")
     out = args.output
-    preds = predict_folder(model.labels, args.input, out, submission=out / "submission.csv",
+    predict = model.labels if args.views is None else \
+        (lambda image: model.labels(image, views=args.views))
+    preds = predict_folder(predict, args.input, out, submission=out / "submission.csv",
                            coco_results=out / "coco_results.json", progress=not args.quiet)
     skipped = (f"; {describe_skips(preds.skipped, 'image')}, not predicted"
                if preds.skipped else "")

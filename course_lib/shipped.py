@@ -254,20 +254,26 @@ class LoadedModel:
             return detect_tiled(self.inference, image, min_score=min_score)
         return maskrcnn.detect(self.inference, [image], min_score=min_score)[0]
 
-    def maps(self, image: np.ndarray) -> np.ndarray:
-        """The U-Net's ``H×W×K`` output maps (K = 1 probability, or 3 class probabilities)."""
+    def maps(self, image: np.ndarray, views: int | None = None) -> np.ndarray:
+        """The U-Net's ``H×W×K`` output maps (K = 1 probability, or 3 class probabilities),
+        averaged over ``views`` mirrored/turned views (default: the recipe's ``test_views``;
+        1 is up to 8 times faster)."""
         if self.kind != "unet":
             raise ValueError(f"{self.name} is a Mask R-CNN; use detect() or labels().")
         from course_lib.models import unet_training as ut
 
-        return ut.predict_maps(self.model, np.asarray(image), self.recipe)
+        return ut.predict_maps(self.model, np.asarray(image), self.recipe, views=views)
 
-    def labels(self, image: np.ndarray) -> np.ndarray:
-        """``H×W`` int32 instance labels of an ``H×W×3`` image, as the model was scored."""
+    def labels(self, image: np.ndarray, views: int | None = None) -> np.ndarray:
+        """``H×W`` int32 instance labels of an ``H×W×3`` image, as the model was scored
+        (U-Net: ``views`` as in :meth:`maps`; Mask R-CNN: no views, leave it ``None``)."""
         if self.kind == "unet":
             from course_lib.models import unet_training as ut
 
-            return ut.predict_instances(self.model, np.asarray(image), self.recipe)
+            return ut.predict_instances(self.model, np.asarray(image), self.recipe,
+                                        views=views)
+        if views is not None:
+            raise ValueError(f"{self.name} is a Mask R-CNN: it predicts one view; drop views=.")
         from course_lib.ops.masks import detections_to_labels
         from course_lib.training.recipes import MIN_SCORE_FOR_LABELS
 

@@ -238,19 +238,30 @@ def test_test_time_flips_average_four_views_mirrored_back():
             PixelWise.calls += 1
             return batch[..., :1] * 2
 
-    plain = ut.predict_maps(PixelWise(), image, recipe, flips=False)
+    plain = ut.predict_maps(PixelWise(), image, recipe, views=1)
     calls = PixelWise.calls
-    both = ut.predict_maps(PixelWise(), image, recipe, flips=True)
+    both = ut.predict_maps(PixelWise(), image, recipe, views=4)
     np.testing.assert_allclose(both, plain, atol=1e-6)
     assert PixelWise.calls == 5 * calls                    # four views instead of one
+    eight = ut.predict_maps(PixelWise(), image, recipe, views=8)
+    np.testing.assert_allclose(eight, plain, atol=1e-6)
+    assert PixelWise.calls == 13 * calls                   # and eight more
 
     class LeftColumn:
         def predict_on_batch(self, batch):       # every pixel gets its tile's first column
             return np.repeat(batch[:, :, :1, :1], batch.shape[2], axis=2)
 
     square = image[:, :32]
-    got = ut.predict_maps(LeftColumn(), square, recipe, flips=True)[..., 0]
+    got = ut.predict_maps(LeftColumn(), square, recipe, views=4)[..., 0]
     c = square[..., 0]
     views = [np.repeat(c[:, :1], 32, 1), np.repeat(c[:, -1:], 32, 1),       # plain, left-right
              np.repeat(c[:, :1], 32, 1), np.repeat(c[:, -1:], 32, 1)]       # up-down, both
     np.testing.assert_allclose(got, np.mean(views, axis=0), atol=1e-6)
+    # transposed, "first column" becomes a row: of the four transposed views two read the
+    # top row (plain, up-down) and two the bottom row (left-right, both), worked by hand
+    got8 = ut.predict_maps(LeftColumn(), square, recipe, views=8)[..., 0]
+    rows = [np.repeat(c[:1, :], 32, 0), np.repeat(c[-1:, :], 32, 0),        # plain, left-right
+            np.repeat(c[:1, :], 32, 0), np.repeat(c[-1:, :], 32, 0)]        # up-down, both
+    np.testing.assert_allclose(got8, np.mean(views + rows, axis=0), atol=1e-6)
+    with pytest.raises(ValueError, match="test_views"):
+        ut.recipe_for_budget("cpu", test_views=2)

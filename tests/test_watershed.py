@@ -72,6 +72,30 @@ def test_three_class_region_without_seed_is_kept():
     assert got.max() == 1 and (got > 0).sum() == 4
 
 
+def test_three_class_thresholds_trim_the_rim_and_the_seeds():
+    """Hand-worked: a 6×6 nucleus whose outer ring is uncertain (p_background 0.4, border
+    0.5, interior 0.1) around a 4×4 core (interior 0.8, background 0.05). By argmax the ring
+    is nucleus (border 0.5 beats 0.4): 36 px. With foreground_threshold 0.3 it needs
+    p_background < 0.3, so only the 16-px core remains. An interior_threshold of 0.9 leaves
+    no seed: the core is kept as a seedless region."""
+    probs = np.zeros((10, 10, 3), np.float32)
+    probs[..., 0] = 1.0
+    probs[2:8, 2:8] = (0.4, 0.1, 0.5)
+    probs[3:7, 3:7] = (0.05, 0.8, 0.15)
+    assert (watershed.instances_from_three_class(probs) > 0).sum() == 36
+    trimmed = watershed.instances_from_three_class(probs, foreground_threshold=0.3)
+    assert trimmed.max() == 1 and (trimmed > 0).sum() == 16
+    assert (trimmed[3:7, 3:7] == 1).all()
+    unseeded = watershed.instances_from_three_class(probs, interior_threshold=0.9,
+                                                    foreground_threshold=0.3)
+    np.testing.assert_array_equal(unseeded, trimmed)
+    # a class map has no probabilities to threshold: the setting changes nothing
+    classes = probs.argmax(-1)
+    np.testing.assert_array_equal(
+        watershed.instances_from_three_class(classes, foreground_threshold=0.3),
+        watershed.instances_from_three_class(classes))
+
+
 def _grid_of_nuclei() -> np.ndarray:
     """Hand-built: 1|2 share an edge, 3 and 4 have a 1-px gap, 5 touches 4 at a corner only."""
     labels = np.zeros((12, 14), np.int32)

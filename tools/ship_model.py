@@ -7,7 +7,11 @@ Scores the run's final weights by the DSB metric on the validation split of
 ``course_lib.training.recipes.nuclei_split`` (per image and per modality), the Otsu + watershed
 baseline on the same images, and both on the eight demo images; stores the weights as float16
 only when that moves the validation score by less than 0.005 (both scores are recorded); then
-writes ``course_lib/shipped_models/NAME/`` through :func:`course_lib.shipped.export`.
+writes ``course_lib/shipped_models/NAME/`` through :func:`course_lib.shipped.export`. When the
+run folder holds ``postprocessing.json`` (``tools/tune_unet_postprocessing.py --write``), how
+those settings were chosen goes into the manifest too. A U-Net that averages several views
+is also scored on the demo images with one view, the faster setting the notebooks use in quick
+mode.
 
 The training wall time is the final weights' modification time minus ``--started`` (when the
 training command was launched, so decoding the images counts).
@@ -92,6 +96,10 @@ def main() -> None:
                 "budget": "cpu", "train_ids": [d.name for d in train_dirs],
                 "val_ids": [d.name for d in val_dirs], "split": "recipes.nuclei_split "
                 "(stratified by modality, seed 0, 10 % validation)"}
+    tuned = Path(args.run_dir) / "postprocessing.json"
+    if tuned.is_file():   # chosen on training images by tools/tune_unet_postprocessing.py
+        search = json.loads(tuned.read_text())
+        manifest["postprocessing"] = {k: v for k, v in search.items() if k != "grid"}
     stored = run
     val16 = val32
     if not args.float32:   # score the float16 file itself, exactly as a learner will load it
@@ -112,6 +120,11 @@ def main() -> None:
     stored_model = stored if use16 else run
     demo_scores = _scores(stored_model.labels, demo)
     otsu_demo = _scores(otsu_instances, demo)
+    one_view = {}
+    if getattr(stored_model.recipe, "test_views", 1) > 1:   # what a notebook in quick mode shows
+        quick = _scores(lambda image: stored_model.labels(image, views=1), demo)
+        one_view = {"demo_dsb_one_view": round(float(np.mean(list(quick.values()))), 4),
+                    "demo_per_image_one_view": {k: round(v, 4) for k, v in quick.items()}}
     per_modality = {}
     for m in sorted(set(modality[n] for n in final)):
         names = [n for n in final if modality[n] == m]
@@ -127,6 +140,7 @@ def main() -> None:
                 "demo_dsb": round(float(np.mean(list(demo_scores.values()))), 4),
                 "otsu_demo_dsb": round(float(np.mean(list(otsu_demo.values()))), 4),
                 "demo_per_image": {k: round(v, 4) for k, v in demo_scores.items()},
+                **one_view,
                 "seconds_per_val_image": round(per_image_seconds, 2)},
         per_modality=per_modality)
     folder = shipped.export(args.run_dir, args.name, manifest, float16=use16)
