@@ -53,21 +53,24 @@ def test_cached_samples_decodes_each_sample_once():
     assert Provider.calls == 3 and len(cached) == 3 and cached.name(2) == "2"
 
 
-def test_tile_predictor_always_feeds_the_same_batch_shape():
+def test_tile_predictor_pads_to_a_power_of_two_up_to_the_batch_size():
     seen = []
 
     class Fake:
         def predict_on_batch(self, batch):
-            seen.append(batch.shape)
+            seen.append(batch.shape[0])
             return batch[..., :1] * 2
 
-    predict = ut.tile_predictor(Fake(), batch_size=4)
+    predict = ut.tile_predictor(Fake(), batch_size=16)
     x = np.arange(3 * 2 * 2 * 3, dtype=np.float32).reshape(3, 2, 2, 3)
     out = predict(x)
-    assert seen == [(4, 2, 2, 3)]
-    np.testing.assert_array_equal(out, x[..., :1] * 2)
+    np.testing.assert_array_equal(out, x[..., :1] * 2)     # the padding is dropped again
+    for n in (1, 2, 4, 5, 9, 16):
+        predict(np.zeros((n, 2, 2, 3), np.float32))
+    # 3 tiles -> 4 slots, then 1, 2, 4, 8, 16, 16: a handful of shapes, never 16 for 3
+    assert seen == [4, 1, 2, 4, 8, 16, 16]
     with pytest.raises(ValueError, match="batch_size"):
-        predict(np.zeros((5, 2, 2, 3)))
+        predict(np.zeros((17, 2, 2, 3)))
 
 
 def _pointwise_model(input_shape=(None, None, 3)):
