@@ -75,7 +75,8 @@ class Row:
         label: what the row changes, as the table shows it.
         model: ``"otsu"``, ``"unet"`` or ``"maskrcnn"``.
         anchors: Mask R-CNN anchor scales P2..P6 (pixels).
-        holes: training masks with holes ``"keep"`` or ``"fill"`` (clean masks).
+        holes: training masks with holes ``"keep"``, ``"fill"`` (clean masks, our rows) or
+            ``"drop"`` (left out, as the report's "cleaned" data did).
         backbone: Mask R-CNN backbone; ``None``: the mode's (light in quick mode).
         flips: random left-right and up-down flips in training.
         size_factor: U-Net tile side as a multiple of the mode's tile (1 or 0.5).
