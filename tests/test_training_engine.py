@@ -258,3 +258,28 @@ def test_a_different_schedule_compiles_again(tmp_path):
           TrainConfig(epochs=1, learning_rate=0.5, **QUIET), print_fn=lines.append)
     assert not any("nothing retraced" in line for line in lines)
     assert model.train_function is not step_fn
+
+
+def test_ctrl_c_stops_at_the_next_batch_and_the_handler_is_restored(tmp_path):
+    """A SIGINT sent during batch 4 (from a callback, as a terminal would) interrupts before
+    batch 5: exactly 4 optimizer steps, a KeyboardInterrupt out of train(), Python's own
+    SIGINT handler back in place; the same command then resumes and finishes the run."""
+    import os
+    import signal
+
+    class SigintAt4(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations) == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    cfg = TrainConfig(epochs=2, learning_rate=0.05, **QUIET)
+    model = AddsItsLoss(name="standin")
+    with pytest.raises(KeyboardInterrupt):
+        train(model, RegressionBatches(), tmp_path / "r", cfg, callbacks=[SigintAt4()],
+              print_fn=lambda s: None)
+    assert int(model.optimizer.iterations) == 4
+    assert signal.getsignal(signal.SIGINT) is before
+    resumed = train(lambda: AddsItsLoss(name="standin"), RegressionBatches(), tmp_path / "r",
+                    cfg, print_fn=lambda s: None)
+    assert resumed.step == 2 * len(RegressionBatches()) and resumed.stopped == "completed"

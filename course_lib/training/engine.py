@@ -38,8 +38,11 @@ import json
 import logging
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -485,6 +488,56 @@ def _logging_callbacks(config: TrainConfig, logs_dir: Path, tensorboard: bool,
     return cbs
 
 
+class _InterruptAtBatchBoundary(keras.callbacks.Callback):
+    """Raises the ``KeyboardInterrupt`` of a Ctrl-C that :func:`_ctrl_c_between_batches`
+    held back, at the start of the next batch (training or validation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+
+    def check(self):
+        if self.requested:
+            self.requested = False
+            raise KeyboardInterrupt
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.check()
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self.check()
+
+
+@contextmanager
+def _ctrl_c_between_batches():
+    """During ``fit``, a Ctrl-C (SIGINT) stops training at the next batch boundary.
+
+    Python raises ``KeyboardInterrupt`` wherever the main thread happens to be when the
+    signal is noticed: inside Keras' data adapter or its callback loop it can be caught and
+    lost (a real-process test saw a Ctrl-C swallowed and the run finish with exit code 0), or
+    land between a checkpoint's files. Here the handler only records the request; the
+    callback yielded raises it before the next batch, where every callback of the last batch
+    has run. A second Ctrl-C interrupts at once, as usual. Outside the main thread (where
+    Python cannot install signal handlers) nothing changes.
+    """
+    guard = _InterruptAtBatchBoundary()
+    if threading.current_thread() is not threading.main_thread():
+        yield guard
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def request(signum, frame):
+        guard.requested = True
+        signal.signal(signal.SIGINT, previous)       # the next Ctrl-C acts at once
+
+    signal.signal(signal.SIGINT, request)
+    try:
+        yield guard
+        guard.check()          # a Ctrl-C during the last batch of the fit call
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _fit_calls(epoch: int, batch: int, stage_end: int) -> list[tuple[int, int, int]]:
     """The ``fit`` calls that train from batch ``batch`` of ``epoch`` to the end of the stage,
     as ``(first epoch, end epoch, first batch)``.
@@ -660,9 +713,10 @@ def _run(model, train_data, run_dir, config, val_data, loss, metrics, extra_call
             cbs = [position, NonFiniteLossGuard(position, checkpointer), checkpointer,
                    *_logging_callbacks(config, logs_dir, tensorboard, val_data is not None)]
             # shuffle=False: the order is the dataset's own, seeded by (seed, epoch)
-            history = model.fit(view, validation_data=val_data, initial_epoch=first,
-                                epochs=last, callbacks=cbs + extra_callbacks,
-                                verbose=config.verbose, shuffle=False)
+            with _ctrl_c_between_batches() as ctrl_c:
+                history = model.fit(view, validation_data=val_data, initial_epoch=first,
+                                    epochs=last, callbacks=[ctrl_c, *cbs, *extra_callbacks],
+                                    verbose=config.verbose, shuffle=False)
             last_saved = checkpointer.last_saved
             for key, values in history.history.items():
                 result.history.setdefault(key, []).extend(values)
