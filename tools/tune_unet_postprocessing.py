@@ -70,22 +70,23 @@ def main() -> None:
         truths.append(truth)
     seconds = (time.perf_counter() - start) / max(len(maps), 1)
 
-    results = []
-    for fg, seed, size in itertools.product(*GRID.values()):
+    def score(fg, seed, size) -> dict:
         scores = [dsb_average_precision(t, instances_from_three_class(
             m, min_size=size, interior_threshold=seed, foreground_threshold=fg))
             for m, t in zip(maps, truths, strict=True)]
-        results.append({"foreground_threshold": fg, "interior_threshold": seed,
-                        "min_size": size, "train_dsb": round(float(np.mean(scores)), 4)})
-    results.sort(key=lambda r: r["train_dsb"])
+        return {"foreground_threshold": fg, "interior_threshold": seed, "min_size": size,
+                "train_dsb": round(float(np.mean(scores)), 4)}
+
+    results = sorted((score(*point) for point in itertools.product(*GRID.values())),
+                     key=lambda r: r["train_dsb"])
     for r in results:
         print(f"foreground {str(r['foreground_threshold']):>4}  interior "
               f"{r['interior_threshold']:.2f}  min_size {r['min_size']:>3}:  "
               f"DSB {r['train_dsb']:.4f}")
     best = results[-1]
-    before = next(r for r in results if r["foreground_threshold"] == run.recipe.foreground_threshold
-                  and r["interior_threshold"] == run.recipe.interior_threshold
-                  and r["min_size"] == run.recipe.min_size)
+    # the run's own setting, scored the same way (it need not be a grid point)
+    before = score(run.recipe.foreground_threshold, run.recipe.interior_threshold,
+                   run.recipe.min_size)
     print(f"{len(chosen)} training images, {args.views} views ({seconds:.1f} s/image): the "
           f"run's setting scores {before['train_dsb']:.4f}, the best {best['train_dsb']:.4f}")
     if args.write:
