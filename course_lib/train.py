@@ -14,6 +14,7 @@ exit code 130. One unreadable file does not end the command: validation, ``--eva
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -38,6 +39,11 @@ examples:
   python -m course_lib.train voc --model maskrcnn --run-dir runs/voc --resume
   python -m course_lib.train nuclei --model unet --budget cpu --run-dir runs/unet-cpu \
       --data data/dsb2018/stage1_train --evaluate     # the shipped U-Net: about an hour
+  python -m course_lib.train voc --model maskrcnn --budget cpu --augment article \
+      --run-dir runs/voc-cpu-article          # notebook 12's recorded run with augmentation
+  python -m course_lib.train nuclei --model maskrcnn --budget cpu --modality histology \
+      --init maskrcnn-nuclei-cpu --epochs 12 --run-dir runs/histology-finetuned \
+      --data data/dsb2018/stage1_train --evaluate   # notebook 12's transfer run
   KERAS_BACKEND=jax python -m course_lib.train nuclei --model maskrcnn --run-dir runs/j
 exit codes: 0 done, 2 bad arguments or data, 3 training stopped on a NaN/inf loss,
   130 interrupted (Ctrl-C; the same command resumes from the last checkpoint).
@@ -63,7 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", choices=("cpu",), default=None,
                    help="a named training budget instead of the mode's sizes: cpu = the "
                         "shipped models' recipe, about an hour on a 2-core CPU, on real "
-                        "DSB images (see notebook 11)")
+                        "DSB images (see notebook 11); for voc, notebook 12's recorded "
+                        "overfitting runs (128-px model, 100 short epochs)")
+    p.add_argument("--augment", choices=("none", "article"), default="none",
+                   help="voc and coco: article = the VOC article's augmentation of every "
+                        "training image (flip, crop, affine, blur, contrast, brightness); "
+                        "default none")
+    p.add_argument("--modality", choices=("fluorescence", "histology", "brightfield"),
+                   default=None, help="nuclei Mask R-CNN: train and validate on the images "
+                                      "of this modality only (the split stays notebook 11's)")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="Mask R-CNN: start from this model's weights (a shipped model's name, "
+                        "see python -m course_lib.predict --list, or a run folder), copied "
+                        "wherever variable path and shape match: fine-tuning")
     p.add_argument("--run-dir", required=True, type=Path, metavar="DIR",
                    help="run folder for checkpoints and logs; an existing run there resumes (a new "
                         "folder starts afresh)")
@@ -250,6 +268,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     workers = args.workers or (4 if full else 2 if args.budget else 1)
     if args.budget:
         overrides["budget"] = args.budget
+    overrides.update(augment=args.augment, modality=args.modality, init=args.init)
     try:
         apply_precision(args.precision)  # before the data and model are built
         recipe = make_recipe(args.preset, args.model, mode, args.data, workers=workers,
@@ -296,6 +315,7 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace, recipe,
     def skips(result: dict) -> str:
         return f" ({describe_skips(result['skipped'])})" if result["skipped"] else ""
 
+    record = {}   # written to RUN_DIR/evaluation.json, so the run folder keeps its scores
     try:
         if args.preset == "nuclei":
             samples = (ev.folder_samples(recipe.val_samples) if args.model == "unet"
@@ -303,16 +323,20 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace, recipe,
             score = ev.evaluate_dsb(recipe.predictor(model), samples)
             print(f"DSB score on {len(score['per_image'])} validation images: "
                   f"{score['score']:.4f}{skips(score)}")
+            record["dsb"] = {"score": score["score"], "per_image": score["per_image"],
+                             "skipped": [str(s) for s in score["skipped"]]}
         if recipe.detector is not None and recipe.val_samples is not None:
             names = recipe.extra["model_config"].class_names
             ap = ev.evaluate_coco(recipe.detector(model), recipe.val_samples, names)
             scored = len(recipe.val_samples) - len(ap["skipped"])
             print(f"COCO AP on {scored} validation images: mask {ap['segm']['AP']:.4f}, "
                   f"box {ap['bbox']['AP']:.4f}{skips(ap)}")
+            record["coco"] = {"images": scored, "segm": ap["segm"], "bbox": ap["bbox"]}
     except ValueError as err:  # no validation sample could be read
         print(f"{parser.prog}: error: --evaluate: {err}; the trained weights are in "
               f"{args.run_dir}.", file=sys.stderr)
         return False
+    (args.run_dir / "evaluation.json").write_text(json.dumps(record, indent=1, default=float))
     return True
 
 

@@ -261,17 +261,68 @@ def unet_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
                          "val_ids": [d.name for d in val_dirs], "budget": budget})
 
 
+#: What ``augment=`` may name: no augmentation, or the VOC article's set
+#: (:meth:`course_lib.data.augment.Augmenter.article`).
+AUGMENTATIONS = ("none", "article")
+
+
+def initialise_from(model, init) -> object:
+    """Copy into ``model`` the weights of ``init`` (a shipped model's name or a training run
+    folder) wherever path and shape match: the start of a fine-tuning run.
+
+    Returns the :class:`~course_lib.training.transfer.TransferReport` and prints one line
+    saying how much was copied (a model of other classes keeps its own class outputs).
+
+    Raises:
+        DataError: ``init`` is neither a shipped model nor a finished run folder, or nothing
+            in it matches ``model``.
+
+    Taught in notebooks/12_train_voc.
+    """
+    from course_lib import shipped
+    from course_lib.training.transfer import transfer_weights
+
+    try:
+        source = shipped.load(init).model
+    except shipped.ShippedModelError as err:
+        raise DataError(f"--init {init}: {err}") from err
+    report = transfer_weights(source, model)
+    if not report.copied:
+        raise DataError(f"--init {init}: none of its weights fits this model (no variable "
+                        "path and shape in common); start from a model of the same kind.")
+    print(f"Initial weights from {init}: {len(report.copied)} of {len(report.rows)} variables "
+          f"copied ({report.copied_fraction:.1%} of the values); the rest keep their random "
+          "initialisation.")
+    return report
+
+
 def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode: str,
-                     workers: int, root, train_overrides, budget: str | None = None) -> Recipe:
+                     workers: int, root, train_overrides, budget: str | None = None,
+                     augment: str = "none", init=None, windows: bool = False) -> Recipe:
+    """The Mask R-CNN recipe behind every preset. ``budget``: the CPU budget's optimiser and
+    epochs; ``windows``: train on native-scale windows of the images (flips and quarter turns
+    included) and detect window by window, as the nuclei CPU budget does; ``augment``: a name
+    of :data:`AUGMENTATIONS`; ``init``: start from these weights (:func:`initialise_from`)."""
     from course_lib.data.pipeline import MaskRCNNDataset
     from course_lib.models import maskrcnn
 
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r}; use one of "
+                         f"{', '.join(AUGMENTATIONS)}")
+    if windows and augment != "none":
+        raise ValueError("the nuclei CPU budget has its own augmentation (windows, flips, "
+                         "quarter turns); leave --augment out there.")
     settings = _mode_settings(mode)
     require_instances(train_provider, root)
     batch_size = 4 if budget else settings.batch_size
     common = dict(batch_size=batch_size, workers=workers)
     augmenter = None
-    if budget:   # native-scale windows, and the 8 orientations of each
+    tiled = windows
+    if augment == "article":
+        from course_lib.data.augment import Augmenter
+
+        augmenter = Augmenter.article(seed=model_config.seed)
+    if tiled:   # native-scale windows, and the 8 orientations of each
         from course_lib.data.augment import Augmenter, FlipLeftRight, FlipUpDown, Rotate90, Window
         from course_lib.models.unet_training import CachedSamples, TiledSamples
 
@@ -282,16 +333,19 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
     train_ds = MaskRCNNDataset.for_config(model_config, train_provider, seed=model_config.seed,
                                           augmenter=augmenter, **common)
     val_ds = None
-    if val_provider and not budget:  # the budget's windows are scored by DSB, not val_loss
+    if val_provider and not tiled:  # the nuclei budget's windows are scored by DSB instead
+        if budget and len(val_provider) > VOC_CPU_VAL_IMAGES:   # a validation pass per epoch
+            val_provider = SubsetSamples(val_provider, range(VOC_CPU_VAL_IMAGES))
         val_ds = MaskRCNNDataset.for_config(model_config, val_provider, shuffle=False, **common)
     steps = min(settings.steps_per_epoch or len(train_ds), len(train_ds))
     epochs = settings.epochs
     if budget:
         # from scratch on a CPU: AdamW with a warm-up, every layer from the first step
-        epochs = MASKRCNN_CPU_EPOCHS
-        cfg = TrainConfig(epochs=epochs, steps_per_epoch=len(train_ds), optimizer="adamw",
+        epochs = MASKRCNN_CPU_EPOCHS if tiled else VOC_CPU_EPOCHS
+        steps = len(train_ds) if tiled else min(len(train_ds), VOC_CPU_STEPS_PER_EPOCH)
+        cfg = TrainConfig(epochs=epochs, steps_per_epoch=steps, optimizer="adamw",
                           learning_rate=1e-3, weight_decay=1e-4, clipnorm=5.0,
-                          warmup_steps=200, seed=model_config.seed)
+                          warmup_steps=min(200, epochs * steps // 10), seed=model_config.seed)
     else:
         heads = max(1, epochs // 4)  # the reference schedules: heads first, then every layer
         stages = (Stage("heads", heads, MASKRCNN_HEADS), Stage("all", max(1, epochs - heads)))
@@ -307,6 +361,8 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
     def build():
         training, inference = maskrcnn.build_models(model_config)
         models["inference"] = inference
+        if init is not None:   # fine-tuning: start from another model's weights
+            models["init_report"] = initialise_from(training, init)
         return training
 
     def detector(model):
@@ -314,7 +370,7 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
         if inference is None:  # a model built elsewhere: rebuild the twin sharing its layers
             inference = maskrcnn.MaskRCNN(model.config, mode="inference", shared=model,
                                           verbose=False)
-        if budget:
+        if tiled:
             from course_lib.models.tiled_detection import detect_tiled
 
             return lambda image, min_score=0.0: detect_tiled(inference, image,
@@ -333,46 +389,80 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
 
     return Recipe(name, build, train_ds, val_ds, cfg, loss=None, predictor=predictor,
                   detector=detector, val_samples=val_provider, data_root=root,
-                  extra={"model_config": model_config, "models": models, "budget": budget})
+                  extra={"model_config": model_config, "models": models, "budget": budget,
+                         "augment": augment, "init": None if init is None else str(init)})
 
 
 #: Epochs of the Mask R-CNN CPU budget (each one 256-px window of every 384-px piece of
 #: every training image).
 MASKRCNN_CPU_EPOCHS = 10
+#: The VOC CPU budget (notebook 12's recorded overfitting runs): quick mode's 128-px light
+#: model, batches of 4, this many epochs of at most this many batches, validation loss after
+#: every epoch on at most this many validation images. On the 18 training images of the
+#: look-alike that is 5 batches an epoch, 100 passes over the training set: enough to learn
+#: them by heart.
+VOC_CPU_EPOCHS = 100
+VOC_CPU_STEPS_PER_EPOCH = 25
+VOC_CPU_VAL_IMAGES = 48
 #: Detections below this confidence are left out of label images (the DSB score counts
 #: every predicted instance; COCO AP, which ranks by score, takes all of them).
 MIN_SCORE_FOR_LABELS = 0.5
 
 
 def maskrcnn_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
-                    workers: int = 1, budget: str | None = None, **train_overrides) -> Recipe:
+                    workers: int = 1, budget: str | None = None, modality: str | None = None,
+                    init=None, **train_overrides) -> Recipe:
     """Mask R-CNN on a nuclei folder: :func:`course_lib.models.maskrcnn.nuclei_config` sized
     by the mode, or :func:`~course_lib.models.maskrcnn.nuclei_cpu_config` for
     ``budget="cpu"`` (native-scale windows, AdamW, tiled detection). The split is
     :func:`nuclei_split`.
 
+    ``modality`` (one of :data:`course_lib.data.nuclei.MODALITIES`) keeps only that modality's
+    images on both sides of the split, and ``init`` starts from a trained model's weights
+    (:func:`initialise_from`): notebook 12 fine-tunes the shipped nuclei model on histology
+    this way, against the same run from scratch.
+
     Taught in notebooks/11_train_nuclei.
     """
     from course_lib.data.coco import DsbFolderSamples
+    from course_lib.data.nuclei import MODALITIES
     from course_lib.models import maskrcnn
 
     mode = _mode_settings(mode).name
     root, samples = nuclei_folder(data)
-    train_dirs, val_dirs, _ = nuclei_split(samples, val_fraction)
+    train_dirs, val_dirs, found = nuclei_split(samples, val_fraction)
+    name = f"maskrcnn-nuclei-{budget}" if budget else "maskrcnn-nuclei"
+    if modality is not None:
+        if modality not in MODALITIES:
+            raise ValueError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
+        train_dirs = [d for d in train_dirs if found[d.name] == modality]
+        val_dirs = [d for d in val_dirs if found[d.name] == modality]
+        if not train_dirs or not val_dirs:
+            raise DataError(f"{root} has {len(train_dirs)} training and {len(val_dirs)} "
+                            f"validation images of modality {modality}; both need at least "
+                            "one (leave --modality out to use them all).")
+        name = f"{name}-{modality}"
     config = maskrcnn.nuclei_cpu_config() if budget else maskrcnn.nuclei_config(mode)
-    recipe = _maskrcnn_recipe(f"maskrcnn-nuclei-{budget}" if budget else "maskrcnn-nuclei",
-                              config, DsbFolderSamples(sample_dirs=train_dirs),
+    recipe = _maskrcnn_recipe(name, config, DsbFolderSamples(sample_dirs=train_dirs),
                               DsbFolderSamples(sample_dirs=val_dirs), mode, workers, root,
-                              train_overrides, budget=budget)
+                              train_overrides, budget=budget, init=init,
+                              windows=bool(budget))
     recipe.extra.update(train_ids=[d.name for d in train_dirs],
-                        val_ids=[d.name for d in val_dirs])
+                        val_ids=[d.name for d in val_dirs], modality=modality)
     return recipe
 
 
 def maskrcnn_voc(data=None, mode: str | None = None, workers: int = 1,
+                 budget: str | None = None, augment: str = "none", init=None,
                  **train_overrides) -> Recipe:
     """Mask R-CNN (:func:`course_lib.models.maskrcnn.voc_config`) on Pascal VOC 2012
     (``train`` / ``val`` of ``ImageSets/Segmentation``).
+
+    ``budget="cpu"``: quick mode's 128-px light model whatever the mode, trained from scratch
+    with AdamW for :data:`VOC_CPU_EPOCHS` short epochs, the validation loss after each (on at
+    most :data:`VOC_CPU_VAL_IMAGES` images): notebook 12's recorded overfitting runs, about
+    ten minutes each on two CPU cores. ``augment="article"``: the VOC article's augmentation
+    of every training image. ``init``: as in :func:`maskrcnn_nuclei`.
 
     Taught in notebooks/12_train_voc.
     """
@@ -395,15 +485,22 @@ def maskrcnn_voc(data=None, mode: str | None = None, workers: int = 1,
     if len(train_p) == 0:
         raise DataError(f"{data} lists no training images in ImageSets/Segmentation/train.txt.")
     mode = _mode_settings(mode).name
-    return _maskrcnn_recipe("maskrcnn-voc", maskrcnn.voc_config(mode), train_p,
-                            val_p if len(val_p) else None, _mode_settings(mode).name,
-                            workers, data, train_overrides)
+    model_config = (maskrcnn.voc_config("quick", name="voc-cpu") if budget
+                    else maskrcnn.voc_config(mode))
+    name = f"maskrcnn-voc-{budget}" if budget else "maskrcnn-voc"
+    if augment != "none":
+        name = f"{name}-{augment}"
+    return _maskrcnn_recipe(name, model_config, train_p, val_p if len(val_p) else None, mode,
+                            workers, data, train_overrides, budget=budget, augment=augment,
+                            init=init)
 
 
 def maskrcnn_coco(data=None, mode: str | None = None, val_fraction: float = 0.1,
-                  workers: int = 1, **train_overrides) -> Recipe:
+                  workers: int = 1, augment: str = "none", init=None,
+                  **train_overrides) -> Recipe:
     """Mask R-CNN on a COCO instance json (``--data path/to/annotations.json``), its classes
-    taken from the json; a seeded ``val_fraction`` of the images is held out.
+    taken from the json; a seeded ``val_fraction`` of the images is held out. ``augment`` and
+    ``init`` as in :func:`maskrcnn_voc`.
 
     Taught in notebooks/12_train_voc.
     """
@@ -429,7 +526,8 @@ def maskrcnn_coco(data=None, mode: str | None = None, val_fraction: float = 0.1,
     return _maskrcnn_recipe("maskrcnn-coco", model_config,
                             SubsetSamples(provider, sorted(order[n_val:])),
                             SubsetSamples(provider, sorted(order[:n_val])),
-                            _mode_settings(mode).name, workers, data, train_overrides)
+                            _mode_settings(mode).name, workers, data, train_overrides,
+                            augment=augment, init=init)
 
 
 def make_recipe(preset: str, model: str, mode: str | None = None, data=None,
@@ -448,8 +546,19 @@ def make_recipe(preset: str, model: str, mode: str | None = None, data=None,
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
     budget = kwargs.get("budget")
-    if budget is not None and preset != "nuclei":
-        raise ValueError(f"the {budget!r} budget is defined for the nuclei preset only")
+    if budget is not None and preset == "coco":
+        raise ValueError(f"the {budget!r} budget is defined for the nuclei and voc presets")
+    if kwargs.get("augment", "none") != "none" and (preset == "nuclei" or model == "unet"):
+        raise ValueError("--augment article is the VOC article's set, for the voc and coco "
+                         "presets; the nuclei recipes have their own augmentation.")
+    if kwargs.get("modality") is not None and (preset != "nuclei" or model != "maskrcnn"):
+        raise ValueError("--modality selects nuclei images; it applies to the nuclei preset's "
+                         "Mask R-CNN only.")
+    if kwargs.get("init") is not None and model != "maskrcnn":
+        raise ValueError("--init (fine-tuning from trained weights) applies to Mask R-CNN.")
+    # the options left at their defaults are not passed: not every recipe takes them
+    kwargs = {k: v for k, v in kwargs.items()
+              if not (k in ("augment", "modality", "init") and v in (None, "none"))}
     if model == "unet":
         if preset != "nuclei":
             raise ValueError("U-Net is trained on nuclei only (one foreground class); use "
