@@ -324,14 +324,15 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace, recipe,
             print(f"DSB score on {len(score['per_image'])} validation images: "
                   f"{score['score']:.4f}{skips(score)}")
             record["dsb"] = {"score": score["score"], "per_image": score["per_image"],
-                             "skipped": [str(s) for s in score["skipped"]]}
+                             "skipped": [s._asdict() for s in score["skipped"]]}
         if recipe.detector is not None and recipe.val_samples is not None:
             names = recipe.extra["model_config"].class_names
             ap = ev.evaluate_coco(recipe.detector(model), recipe.val_samples, names)
             scored = len(recipe.val_samples) - len(ap["skipped"])
             print(f"COCO AP on {scored} validation images: mask {ap['segm']['AP']:.4f}, "
                   f"box {ap['bbox']['AP']:.4f}{skips(ap)}")
-            record["coco"] = {"images": scored, "segm": ap["segm"], "bbox": ap["bbox"]}
+            record["coco"] = {"images": scored, "segm": ap["segm"], "bbox": ap["bbox"],
+                              "skipped": [s._asdict() for s in ap["skipped"]]}
     except ValueError as err:  # no validation sample could be read
         print(f"{parser.prog}: error: --evaluate: {err}; the trained weights are in "
               f"{args.run_dir}.", file=sys.stderr)

@@ -95,6 +95,21 @@ def test_overfitting_summary_by_hand():
         C.overfitting({"loss": [1.0], "val_loss": []})
 
 
+def test_overfitting_smoothed_by_hand():
+    # a validation curve with one lucky epoch (1.0 at epoch 3) between 2.0s
+    history = {"loss": [4.0, 3.0, 2.0, 1.0, 0.0], "val_loss": [2.0, 2.0, 1.0, 2.0, 2.6]}
+    raw = C.overfitting(history)
+    assert raw["best_epoch"] == 3 and raw["val_best"] == 1.0
+    s = C.overfitting(history, smooth=2)
+    # windows of two: train 3.5 2.5 1.5 0.5; validation 2.0 1.5 1.5 2.3
+    assert s["best_epoch"] == 3 and s["val_best"] == pytest.approx(1.5)   # epochs 2-3
+    assert (s["train_first"], s["train_last"]) == (3.5, 0.5)
+    assert s["val_last"] == pytest.approx(2.3) and s["val_rise"] == pytest.approx(0.8)
+    assert s["gap"] == pytest.approx(1.8)
+    with pytest.raises(ValueError, match="smooth=6"):
+        C.overfitting(history, smooth=6)
+
+
 def test_plan_quick_and_full():
     base = TrainConfig(optimizer="sgd", learning_rate=0.005, warmup_steps=50, seed=3)
     quick = C.Plan.for_mode("quick")

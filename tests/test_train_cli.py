@@ -42,7 +42,8 @@ def test_help_explains_every_option(capsys):
     assert code == 0
     for option in ("PRESET", "--model", "--mode", "--run-dir", "--data", "--resume",
                    "--epochs", "--steps-per-epoch", "--checkpoint-every", "--workers",
-                   "--precision", "--jit", "--devices", "--evaluate", "--predict", "--budget"):
+                   "--precision", "--jit", "--devices", "--evaluate", "--predict", "--budget",
+                   "--augment", "--modality", "--init"):
         assert option in out, option
     assert "resumes" in out and "exit codes" in out
 
@@ -53,7 +54,11 @@ def test_help_explains_every_option(capsys):
     (["voc", "--model", "unet"], "use --model maskrcnn"),
     (["coco", "--model", "maskrcnn"], "needs --data"),
     (["nuclei", "--model", "unet", "--epochs", "0"], "at least 1"),
-    (["voc", "--model", "maskrcnn", "--budget", "cpu"], "nuclei preset only"),
+    (["coco", "--model", "maskrcnn", "--budget", "cpu"], "nuclei and voc presets"),
+    (["nuclei", "--model", "maskrcnn", "--augment", "article"], "their own augmentation"),
+    (["nuclei", "--model", "unet", "--modality", "histology"], "Mask R-CNN only"),
+    (["voc", "--model", "maskrcnn", "--modality", "histology"], "Mask R-CNN only"),
+    (["nuclei", "--model", "unet", "--init", "maskrcnn-nuclei-cpu"], "applies to Mask R-CNN"),
 ])
 def test_bad_arguments_give_one_line(args, says, tmp_path, capsys, data_root):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -350,6 +355,11 @@ def test_evaluate_and_predict_skip_a_bad_file_and_finish(monkeypatch, capsys, tm
     rows = (run / "predictions" / "submission.csv").read_text().splitlines()
     assert rows[0] == "ImageId,EncodedPixels" and {r.split(",")[0] for r in rows[1:]} == {
         d.name for d in dirs if d != dirs[1]}
+    # the run folder keeps the scores it printed, the skipped sample named
+    kept = json.loads((run / "evaluation.json").read_text())["dsb"]
+    assert kept["score"] == 0.0 and set(kept["per_image"]) == {dirs[0].name, dirs[2].name}
+    assert [(k["name"], k["reason"]) for k in kept["skipped"]] == [(dirs[1].name,
+                                                                     "unreadable_image")]
 
 
 @pytest.mark.slow

@@ -230,10 +230,12 @@ def test_read_history_counts_an_epoch_logged_twice_once(tmp_path):
     # redid epoch 1 and went on: epoch 1's later row is the one that counts
     (logs / "train.csv").write_text("epoch,loss,val_loss\n0,2.0,2.5\n1,1.5,2.0\n"
                                     "1,1.4,1.9\n2,1.0,NA\n")
-    history = X.read_history(tmp_path)
+    from course_lib.training.history import read_history
+
+    history = read_history(tmp_path)
     assert history["loss"] == [2.0, 1.4, 1.0]
     np.testing.assert_array_equal(history["val_loss"], [2.5, 1.9, np.nan])   # one per epoch
-    assert X.read_history(tmp_path / "nothing here") == {}
+    assert read_history(tmp_path / "nothing here") == {}
 
 
 # --- the plots return what they drew --------------------------------------------------------

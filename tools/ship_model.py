@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _machine() -> str:
+def machine_line() -> str:
+    """The machine in one line: CPU model, widest vector extension, cores, OS, Keras and backend."""
     from course_lib import config
 
     cpu = "unknown CPU"
@@ -92,7 +93,7 @@ def main() -> None:
         str(args.run_dir), f"runs/{args.name}")
     manifest = {"description": args.description, "command": args.command,
                 "retrain_command": retrain,
-                "commit": args.commit, "machine": _machine(), "wall_seconds": round(wall),
+                "commit": args.commit, "machine": machine_line(), "wall_seconds": round(wall),
                 "budget": "cpu", "train_ids": [d.name for d in train_dirs],
                 "val_ids": [d.name for d in val_dirs], "split": "recipes.nuclei_split "
                 "(stratified by modality, seed 0, 10 % validation)"}

@@ -218,14 +218,20 @@ def evaluate_runs(model, results: Mapping[str, RunResult], evaluate: Callable[[]
     return out
 
 
-def overfitting(history: Mapping[str, list]) -> dict[str, float]:
+def overfitting(history: Mapping[str, list], smooth: int = 1) -> dict[str, float]:
     """What a run's loss curves say about overfitting (losses per epoch, from Keras' logs).
+
+    Args:
+        history: ``{"loss": [per epoch], "val_loss": [per epoch], ...}``.
+        smooth: average both curves over this many consecutive epochs first (a moving mean,
+            over whole windows only), so that one noisy epoch of a small validation set
+            decides neither the best epoch nor the rise; 1 reads the curves as logged.
 
     Returns:
         ``{"train_first", "train_last", "val_first", "val_last", "val_best",
-        "best_epoch" (1-based), "gap" (val - train at the last epoch),
-        "val_rise" (last val minus the best val: > 0 when validation got worse after its
-        best epoch while training went on)}``.
+        "best_epoch" (1-based; with ``smooth`` > 1, the last epoch of the best window),
+        "gap" (val - train at the last epoch), "val_rise" (last val minus the best val: > 0
+        when validation got worse after its best epoch while training went on)}``.
 
     Taught in notebooks/12_train_voc.
     """
@@ -234,10 +240,15 @@ def overfitting(history: Mapping[str, list]) -> dict[str, float]:
     if len(train) == 0 or len(val) == 0:
         raise ValueError("overfitting: the history needs 'loss' and 'val_loss' per epoch "
                          "(train with validation data)")
+    if not 1 <= smooth <= min(len(train), len(val)):
+        raise ValueError(f"overfitting: smooth={smooth} must be between 1 and the number of "
+                         f"epochs ({min(len(train), len(val))})")
+    window = np.ones(smooth) / smooth
+    train, val = (np.convolve(c, window, mode="valid") for c in (train, val))
     best = int(np.argmin(val))
     return {"train_first": float(train[0]), "train_last": float(train[-1]),
             "val_first": float(val[0]), "val_last": float(val[-1]),
-            "val_best": float(val[best]), "best_epoch": best + 1,
+            "val_best": float(val[best]), "best_epoch": best + smooth,
             "gap": float(val[-1] - train[-1]), "val_rise": float(val[-1] - val[best])}
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from course_lib import config as course_config
+from course_lib.training.history import read_history
 
 #: The report's scores on Kaggle's test images (not our validation split), each beside the
 #: row that changes what the report changed. U-Net: 0.245 without augmentation, 0.243 with
@@ -217,36 +218,6 @@ def default_run_root(mode: str | None = None) -> Path:
     Taught in notebooks/11_train_nuclei.
     """
     return course_config.REPO_ROOT / "runs" / f"nuclei-experiments-{mode or course_config.mode()}"
-
-
-def read_history(run_dir: str | Path) -> dict[str, list[float]]:
-    """``{metric: [value per epoch]}`` from a run folder's ``logs/train.csv``, over every
-    session of the run (the engine appends one row per finished epoch; an epoch logged twice,
-    by a session killed between the log and its checkpoint, counts once, the later row; a
-    value an epoch did not log is NaN, so every list has one entry per epoch).
-
-    Taught in notebooks/11_train_nuclei.
-    """
-    import csv
-
-    path = Path(run_dir) / "logs" / "train.csv"
-    if not path.is_file():
-        return {}
-    by_epoch: dict[int, dict] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("epoch", "").strip().lstrip("-").isdigit():
-                by_epoch[int(row["epoch"])] = row
-    history: dict[str, list[float]] = {}
-    for epoch in sorted(by_epoch):
-        for key, value in by_epoch[epoch].items():
-            if key != "epoch":   # Keras writes NA for a value an epoch did not log: NaN
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    number = float("nan")
-                history.setdefault(key, []).append(number)
-    return history
 
 
 def _spread(folders: list[Path], modality: dict[str, str] | None, n: int | None) -> list[Path]:

@@ -291,7 +291,7 @@ def initialise_from(model, init) -> object:
         raise DataError(f"--init {init}: none of its weights fits this model (no variable "
                         "path and shape in common); start from a model of the same kind.")
     print(f"Initial weights from {init}: {len(report.copied)} of {len(report.rows)} variables "
-          f"copied ({report.copied_fraction:.1%} of the values); the rest keep their random "
+          f"copied ({report.copied_fraction():.1%} of the values); the rest keep their random "
           "initialisation.")
     return report
 
@@ -359,7 +359,8 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode
     models = {}
 
     def build():
-        training, inference = maskrcnn.build_models(model_config)
+        # (the builder's line on the backbone's initialisation would say "from scratch")
+        training, inference = maskrcnn.build_models(model_config, verbose=init is None)
         models["inference"] = inference
         if init is not None:   # fine-tuning: start from another model's weights
             models["init_report"] = initialise_from(training, init)
