@@ -49,7 +49,7 @@ class RoIAlign(keras.layers.Layer):
         self.sampling_ratio = int(sampling_ratio)
         self.aligned = bool(aligned)
         # Check the settings now, where the mistake is made, not at the first call.
-        roi_ops._check_sampling_ratio(self.sampling_ratio)
+        roi_ops.check_sampling_ratio(self.sampling_ratio)
         if self.spatial_scale <= 0:
             raise ValueError(f"RoIAlign spatial_scale must be > 0 (1 / stride); got {spatial_scale}")
 
@@ -107,7 +107,7 @@ class PyramidRoIAlign(keras.layers.Layer):
         self.k0 = int(k0)
         self.canonical = float(canonical)
         self.min_level = int(min_level)
-        roi_ops._check_sampling_ratio(self.sampling_ratio)
+        roi_ops.check_sampling_ratio(self.sampling_ratio)
         if not self.strides:
             raise ValueError("PyramidRoIAlign needs at least one stride, e.g. strides=(4, 8, 16, 32)")
 

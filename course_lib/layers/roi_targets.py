@@ -96,9 +96,9 @@ def mask_targets_ops(gt_masks, frames, rois, gt_index, mask_shape=(28, 28),
     origin = ops.stack([frame[..., 0], frame[..., 1], frame[..., 0], frame[..., 1]], axis=-1)
     local = (ops.cast(rois, "float32") - origin) * scale + 1.0
     ones = ops.ones((batch, p), "float32")
-    ys, xs = roi_ops._sample_grid_ops(local, ones, mh, mw, sampling_ratio, True)
-    crop = roi_ops._align_from_flat(flat, base, ones * (h + 2), ones * (w + 2), ys, xs, mh, mw,
-                                    sampling_ratio, roi_ops.gather_chunk_bytes())[..., 0]
+    crop = roi_ops.roi_align_table_ops(flat, local, base=base, height=ones * (h + 2),
+                                       width=ones * (w + 2), scale=ones, output_size=(mh, mw),
+                                       sampling_ratio=sampling_ratio, aligned=True)[..., 0]
     if threshold is None:
         return crop
     return ops.cast(crop >= threshold, "float32")

@@ -54,6 +54,8 @@ __all__ = [
     "roi_align_ops",
     "multilevel_roi_align_ops",
     "gather_chunk_bytes",
+    "check_sampling_ratio",
+    "roi_align_table_ops",
 ]
 
 #: Added inside log2 of the level rule so that a box of exactly 224 px lands on level 4
@@ -134,7 +136,12 @@ def _check_boxes(boxes) -> np.ndarray:
     return boxes
 
 
-def _check_sampling_ratio(sampling_ratio) -> int:
+def check_sampling_ratio(sampling_ratio) -> int:
+    """``sampling_ratio`` as an int, or a ``ValueError`` saying why it cannot be one: the
+    check every RoIAlign (function or layer) makes where the setting is given.
+
+    Taught in notebooks/07_roi_pool_vs_roi_align.
+    """
     if int(sampling_ratio) != sampling_ratio or sampling_ratio < 1:
         raise ValueError(
             f"sampling_ratio must be a positive int (samples per bin side); got {sampling_ratio!r}. "
@@ -201,7 +208,7 @@ def roi_align_sample_points(boxes, output_size, spatial_scale: float, sampling_r
     """
     boxes = _check_boxes(boxes)
     out_h, out_w = _pair(output_size)
-    sr = _check_sampling_ratio(sampling_ratio)
+    sr = check_sampling_ratio(sampling_ratio)
     offset = 0.5 if aligned else 0.0
     start = boxes[:, :2] * spatial_scale - offset          # (N, 2): y and x of the box start
     size = (boxes[:, 2:] - boxes[:, :2]) * spatial_scale     # (N, 2): box height and width
@@ -421,7 +428,8 @@ def fpn_level_ops(boxes, k0: int = 4, canonical: float = 224.0, min_level: int =
     return ops.cast(ops.clip(k, min_level, max_level), "int32")
 
 
-def _sample_grid_ops(boxes, scale, out_h: int, out_w: int, sampling_ratio: int, aligned: bool):
+def _sample_grid_ops(boxes, scale, *, out_h: int, out_w: int, sampling_ratio: int,
+                     aligned: bool):
     """Sample rows ``(B, N, h*sr)`` and columns ``(B, N, w*sr)`` on each box's own grid.
 
     ``scale`` is ``(B, N)`` (a per-box spatial scale, so one code path serves the pyramid).
@@ -444,7 +452,7 @@ def _sample_grid_ops(boxes, scale, out_h: int, out_w: int, sampling_ratio: int, 
     return ys, xs
 
 
-def _align_from_flat(flat, base, height, width, ys, xs, out_h: int, out_w: int, sr: int,
+def _align_from_flat(flat, base, height, width, *, ys, xs, out_h: int, out_w: int, sr: int,
                      chunk_bytes: int = GATHER_CHUNK_BYTES):
     """Bilinear samples averaged per bin, gathered from a flattened feature table.
 
@@ -520,9 +528,38 @@ def _align_from_flat(flat, base, height, width, ys, xs, out_h: int, out_w: int, 
     return ops.reshape(pooled, (b, n, out_h, out_w, channels))
 
 
+def roi_align_table_ops(flat, boxes, *, base, height, width, scale, output_size,
+                        sampling_ratio: int = 2, aligned: bool = True,
+                        chunk_bytes: int | None = None):
+    """RoIAlign of boxes that each lie on their own map inside one flattened table: the core
+    that :func:`roi_align_ops`, :func:`multilevel_roi_align_ops` and the mask targets
+    (:func:`course_lib.layers.roi_targets.mask_targets_ops`, one map per ground-truth mask)
+    share.
+
+    Args:
+        flat: ``(M, C)``: every cell of every map, one after another.
+        boxes: ``(B, N, 4)`` in image pixels; ``boxes * scale`` are on the box's map.
+        base: ``(B, N)`` int32, the row of ``flat`` where each box's map starts.
+        height, width: ``(B, N)`` float32, each box's map size in cells.
+        scale: ``(B, N)`` float32, each box's map cells per image pixel (1 / stride).
+        output_size, sampling_ratio, aligned: as in :func:`roi_align`.
+        chunk_bytes: gathered bytes per step (default :func:`gather_chunk_bytes`).
+
+    Returns:
+        ``(B, N, h, w, C)`` float32.
+
+    Taught in notebooks/07_roi_pool_vs_roi_align.
+    """
+    out_h, out_w, sr = _check_output_size_ops(output_size, sampling_ratio)
+    ys, xs = _sample_grid_ops(boxes, scale, out_h=out_h, out_w=out_w, sampling_ratio=sr,
+                              aligned=aligned)
+    return _align_from_flat(flat, base, height, width, ys=ys, xs=xs, out_h=out_h, out_w=out_w,
+                            sr=sr, chunk_bytes=chunk_bytes or gather_chunk_bytes())
+
+
 def _check_output_size_ops(output_size, sampling_ratio):
     out_h, out_w = _pair(output_size)
-    return out_h, out_w, _check_sampling_ratio(sampling_ratio)
+    return out_h, out_w, check_sampling_ratio(sampling_ratio)
 
 
 def roi_align_ops(features, boxes, output_size, spatial_scale: float, sampling_ratio: int = 2,
@@ -556,9 +593,9 @@ def roi_align_ops(features, boxes, output_size, spatial_scale: float, sampling_r
     flat = ops.reshape(features, (-1, channels))
     base = ops.arange(b, dtype="int32")[:, None] * (height * width) + ops.zeros((b, n), "int32")
     ones = ops.ones((b, n), "float32")
-    ys, xs = _sample_grid_ops(boxes, ones * spatial_scale, out_h, out_w, sr, aligned)
-    return _align_from_flat(flat, base, ones * height, ones * width, ys, xs, out_h, out_w, sr,
-                            gather_chunk_bytes())
+    return roi_align_table_ops(flat, boxes, base=base, height=ones * height,
+                               width=ones * width, scale=ones * spatial_scale,
+                               output_size=(out_h, out_w), sampling_ratio=sr, aligned=aligned)
 
 
 def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, sampling_ratio: int = 2,
@@ -612,6 +649,6 @@ def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, samplin
     height = lookup([h for h, _ in sizes], "float32")
     width = lookup([w for _, w in sizes], "float32")
     scale = lookup([1.0 / s for s in strides], "float32")
-    ys, xs = _sample_grid_ops(boxes, scale, out_h, out_w, sr, aligned)
-    return _align_from_flat(flat, base, height, width, ys, xs, out_h, out_w, sr,
-                            gather_chunk_bytes(for_training))
+    return roi_align_table_ops(flat, boxes, base=base, height=height, width=width, scale=scale,
+                               output_size=(out_h, out_w), sampling_ratio=sr, aligned=aligned,
+                               chunk_bytes=gather_chunk_bytes(for_training))

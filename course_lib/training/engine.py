@@ -41,6 +41,7 @@ import re
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -620,119 +621,204 @@ def train(model: keras.Model | Callable[[], keras.Model], train_data, run_dir: s
             _scale_own_loss_for_replicas(model, distribution.handle.num_replicas_in_sync)
         name = model_name or model.name
         _check_run_folder(run_dir, model, name, config, resume)
-        return _run(model, train_data, run_dir, config, val_data, loss, metrics,
-                    list(callbacks), name, policy, distribution, print_fn)
+        return _run(model, train_data, run_dir, config, val_data=val_data, loss=loss,
+                    metrics=metrics, extra_callbacks=list(callbacks), name=name, policy=policy,
+                    distribution=distribution, print_fn=print_fn)
 
 
-def _run(model, train_data, run_dir, config, val_data, loss, metrics, extra_callbacks, name,
-         policy, distribution, print_fn) -> TrainResult:
-    manager = CheckpointManager(run_dir / "checkpoints", keep=config.keep_checkpoints)
-    logs_dir = run_dir / "logs"
-    logs_dir.mkdir(parents=True, exist_ok=True)
+@dataclass
+class _Session:
+    """What one call of :func:`train` works with, gathered once for the steps of :func:`_run`.
+
+    ``steps_per_epoch`` and ``schedule`` are the run's whole length and learning-rate
+    schedule (every stage); ``tensorboard``: whether TensorBoard logs are written."""
+
+    model: keras.Model
+    train_data: object
+    run_dir: Path
+    config: TrainConfig
+    val_data: object
+    loss: object
+    metrics: object
+    extra_callbacks: list
+    print_fn: Callable[[str], None]
+    manager: CheckpointManager
+    logs_dir: Path
+    steps_per_epoch: int
+    schedule: object
+    tensorboard: bool
+
+
+#: The compile settings each model was last compiled with (:func:`_compile_key`), so a second
+#: run of the same model with the same settings keeps Keras' compiled step. Weak keys: a model
+#: that is gone leaves no entry behind.
+_COMPILED_FOR: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _run(model, train_data, run_dir, config, *, val_data, loss, metrics, extra_callbacks,
+         name, policy, distribution, print_fn) -> TrainResult:
+    """The run after its folder was checked: open it, train the stages left, finish."""
     spe = int(config.steps_per_epoch or len(train_data))
-    stages = config.stage_list()
-    total_epochs = config.total_epochs()
-    schedule = make_schedule(config, spe * total_epochs)
-
-    print_fn(f"Run folder: {run_dir}  (model {name}, precision {policy}, "
-             f"{distribution.replicas} device(s) via {distribution.engine})")
-    _remove_stale_temp_files(run_dir, print_fn)
-    ckpt = _latest_checkpoint(manager, run_dir)
+    session = _Session(model, train_data, run_dir, config, val_data, loss, metrics,
+                       extra_callbacks, print_fn,
+                       manager=CheckpointManager(run_dir / "checkpoints",
+                                                 keep=config.keep_checkpoints),
+                       logs_dir=run_dir / "logs", steps_per_epoch=spe,
+                       schedule=make_schedule(config, spe * config.total_epochs()),
+                       tensorboard=config.tensorboard and tensorboard_installed())
+    session.logs_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = _open_run(session, name, policy, distribution)
     state = dict(ckpt.state) if ckpt else {"epoch": 0, "batch": 0, "step": 0, "stage": 0}
-    tensorboard = config.tensorboard and tensorboard_installed()
-    print_fn(f"  checkpoints: {manager.directory}   logs: {logs_dir / 'train.csv'}"
-             + (f"   tensorboard --logdir {logs_dir / 'tensorboard'}" if tensorboard else ""))
-    if config.tensorboard and not tensorboard:
-        print_fn("  TensorBoard is not installed, so this run writes no TensorBoard logs "
-                 "(train.csv has every number); `pip install tensorboard` to get them.")
-    result = TrainResult(model=model, run_dir=run_dir, resumed_from=ckpt.manifest if ckpt else None)
-    if ckpt and not state.get("finished"):
-        print_fn(f"  resuming from {ckpt.manifest.name}: epoch {state['epoch'] + 1}, batch "
-                 f"{state['batch'] + 1}, optimizer step {state['step']}")
+    result = TrainResult(model=model, run_dir=run_dir,
+                         resumed_from=ckpt.manifest if ckpt else None)
     if state.get("finished"):
-        restore_model(model, ckpt)
-        print_fn("  this run has already finished; nothing to do.")
-        result.stopped, result.step, result.epoch = "already_finished", state["step"], \
-            state["epoch"]
-        result.final_weights = run_dir / "final.weights.h5"
-        if not result.final_weights.is_file():  # killed while writing it, after the checkpoint
-            _save_final(model, run_dir)
-            print_fn(f"  wrote the missing {result.final_weights.name} from {ckpt.data.name}")
-        return result
+        return _already_finished(session, ckpt, state, result)
+    state, stopped_early = _train_stages(session, ckpt, state, result)
+    return _finish(session, state, stopped_early, result)
 
+
+def _open_run(session: _Session, name: str, policy: str, distribution):
+    """Print where the run writes, delete a killed write's temporary files, and return the
+    latest good checkpoint (``None`` for a new run)."""
+    say, run_dir = session.print_fn, session.run_dir
+    say(f"Run folder: {run_dir}  (model {name}, precision {policy}, "
+        f"{distribution.replicas} device(s) via {distribution.engine})")
+    _remove_stale_temp_files(run_dir, say)
+    ckpt = _latest_checkpoint(session.manager, run_dir)
+    logs = session.logs_dir
+    say(f"  checkpoints: {session.manager.directory}   logs: {logs / 'train.csv'}"
+        + (f"   tensorboard --logdir {logs / 'tensorboard'}" if session.tensorboard else ""))
+    if session.config.tensorboard and not session.tensorboard:
+        say("  TensorBoard is not installed, so this run writes no TensorBoard logs "
+            "(train.csv has every number); `pip install tensorboard` to get them.")
+    if ckpt and not ckpt.state.get("finished"):
+        state = ckpt.state
+        say(f"  resuming from {ckpt.manifest.name}: epoch {state['epoch'] + 1}, batch "
+            f"{state['batch'] + 1}, optimizer step {state['step']}")
+    return ckpt
+
+
+def _already_finished(session: _Session, ckpt, state: dict, result: TrainResult) -> TrainResult:
+    """A run whose last checkpoint is marked finished: load it, train nothing."""
+    restore_model(session.model, ckpt)
+    session.print_fn("  this run has already finished; nothing to do.")
+    result.stopped, result.step, result.epoch = "already_finished", state["step"], state["epoch"]
+    result.final_weights = session.run_dir / "final.weights.h5"
+    if not result.final_weights.is_file():  # killed while writing it, after the checkpoint
+        _save_final(session.model, session.run_dir)
+        session.print_fn(f"  wrote the missing {result.final_weights.name} from "
+                         f"{ckpt.data.name}")
+    return result
+
+
+def _train_stages(session: _Session, ckpt, state: dict, result: TrainResult
+                  ) -> tuple[dict, bool]:
+    """Train every stage not yet done; returns the position reached and whether early
+    stopping ended the run."""
+    model, stages = session.model, session.config.stage_list()
     restored = False
     last_saved = ckpt.manifest if ckpt else None
     stage_start = 0
-    stopped_early = False
     for s_idx, stage in enumerate(stages):
         stage_end = stage_start + stage.epochs
-        if state["epoch"] >= stage_end or stopped_early:
+        if state["epoch"] >= stage_end:
             stage_start = stage_end
             continue
         counts = set_trainable(model, stage.trainable, stage.train_norm)
-        print_fn(f"  stage {s_idx + 1}/{len(stages)} '{stage.name}': epochs "
-                 f"{max(state['epoch'], stage_start) + 1}-{stage_end}, {counts['trainable']} "
-                 f"layers learn, {counts['frozen']} frozen")
-        key = _compile_key(config, schedule, stage, loss, metrics)
-        reused = getattr(model, "_course_compile_key", None) == key and \
-            getattr(model, "optimizer", None) is not None and model.optimizer.built and \
-            not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-        if reused:
-            # The same model, optimizer settings, schedule and trainable set as the run it was
-            # last compiled for (an experiment re-run from reset weights): keep Keras' compiled
-            # step, so nothing is traced again, and start the optimizer from zero state.
-            print_fn("  same compiled training step as the previous run of this model: "
-                     "optimizer state reset, nothing retraced")
-            for variable in model.optimizer.variables:
-                variable.assign(ops.zeros(variable.shape, variable.dtype))
-        else:
-            model.compile(optimizer=make_optimizer(config, schedule), loss=loss,
-                          metrics=metrics, jit_compile=config.jit_compile)
-            model._course_compile_key = key
-        optimizer = model.optimizer
+        session.print_fn(f"  stage {s_idx + 1}/{len(stages)} '{stage.name}': epochs "
+                         f"{max(state['epoch'], stage_start) + 1}-{stage_end}, "
+                         f"{counts['trainable']} layers learn, {counts['frozen']} frozen")
+        _compile_or_reuse(session, stage)
         if ckpt is not None and not restored:
             restore_model(model, ckpt)
             restored = True
-        if ckpt is not None and ckpt.state.get("stage") == s_idx:
-            restore_optimizer(optimizer, model.trainable_variables, ckpt)
-        else:  # a fresh optimizer for a new stage keeps counting steps for the schedule
-            if not optimizer.built:
-                optimizer.build(model.trainable_variables)
-            optimizer.iterations.assign(state["step"])
-
-        epoch, batch = max(state["epoch"], stage_start), state["batch"]
-        if state["epoch"] < stage_start:
-            batch = 0
-        for first, last, start in _fit_calls(epoch, batch, stage_end):
-            # made here, just before its fit: a view sets the dataset's epoch, so making the
-            # next one early would feed this one the next epoch's batches
-            view = EpochView(train_data, spe, first, start=start)
-            position = TrainingPosition(spe, start, view)
-            checkpointer = ModelCheckpointer(manager, position, s_idx, config.checkpoint_every,
-                                             last_saved)
-            cbs = [position, NonFiniteLossGuard(position, checkpointer), checkpointer,
-                   *_logging_callbacks(config, logs_dir, tensorboard, val_data is not None)]
-            # shuffle=False: the order is the dataset's own, seeded by (seed, epoch)
-            with _ctrl_c_between_batches() as ctrl_c:
-                history = model.fit(view, validation_data=val_data, initial_epoch=first,
-                                    epochs=last, callbacks=[ctrl_c, *cbs, *extra_callbacks],
-                                    verbose=config.verbose, shuffle=False)
-            last_saved = checkpointer.last_saved
-            for key, values in history.history.items():
-                result.history.setdefault(key, []).extend(values)
-            state = {"epoch": position.epoch + 1, "batch": 0,
-                     "step": int(np.asarray(optimizer.iterations)), "stage": s_idx}
-            if model.stop_training:
-                stopped_early = True
-                break
+        _start_optimizer(model, ckpt if ckpt is not None and ckpt.state.get("stage") == s_idx
+                         else None, state["step"])
+        epoch = max(state["epoch"], stage_start)
+        batch = 0 if state["epoch"] < stage_start else state["batch"]
+        state, last_saved, stopped = _fit_stage(session, s_idx, stage_end, epoch=epoch,
+                                                batch=batch, last_saved=last_saved,
+                                                result=result)
+        if stopped:
+            return state, True
         stage_start = stage_end
+    return state, False
 
+
+def _compile_or_reuse(session: _Session, stage: Stage) -> None:
+    """Compile the model for ``stage``, or keep its compiled step when it was last compiled
+    with the same settings (an experiment re-run from reset weights): then nothing is traced
+    again and the optimizer starts from zero state."""
+    model, config = session.model, session.config
+    key = _compile_key(config, session.schedule, stage, session.loss, session.metrics)
+    optimizer = getattr(model, "optimizer", None)
+    if _COMPILED_FOR.get(model) == key and optimizer is not None and optimizer.built and \
+            not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        session.print_fn("  same compiled training step as the previous run of this model: "
+                         "optimizer state reset, nothing retraced")
+        for variable in optimizer.variables:
+            variable.assign(ops.zeros(variable.shape, variable.dtype))
+        return
+    model.compile(optimizer=make_optimizer(config, session.schedule), loss=session.loss,
+                  metrics=session.metrics, jit_compile=config.jit_compile)
+    _COMPILED_FOR[model] = key
+
+
+def _start_optimizer(model: keras.Model, ckpt, step: int) -> None:
+    """The stage's optimizer state: the checkpoint's when it was saved in this stage, else a
+    fresh optimizer that keeps counting steps (``step``) for the schedule."""
+    optimizer = model.optimizer
+    if ckpt is not None:
+        restore_optimizer(optimizer, model.trainable_variables, ckpt)
+        return
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    optimizer.iterations.assign(step)
+
+
+def _fit_stage(session: _Session, s_idx: int, stage_end: int, *, epoch: int, batch: int,
+               last_saved, result: TrainResult) -> tuple[dict, object, bool]:
+    """``model.fit`` over the stage's epochs from ``(epoch, batch)``: a resumed part-epoch is
+    its own call (:func:`_fit_calls`). Returns the position reached, the last checkpoint
+    written and whether early stopping asked to stop."""
+    model, spe = session.model, session.steps_per_epoch
+    state = None
+    for first, last, start in _fit_calls(epoch, batch, stage_end):
+        # made here, just before its fit: a view sets the dataset's epoch, so making the
+        # next one early would feed this one the next epoch's batches
+        view = EpochView(session.train_data, spe, first, start=start)
+        position = TrainingPosition(spe, start, view)
+        checkpointer = ModelCheckpointer(session.manager, position, s_idx,
+                                         session.config.checkpoint_every, last_saved)
+        cbs = [position, NonFiniteLossGuard(position, checkpointer), checkpointer,
+               *_logging_callbacks(session.config, session.logs_dir, session.tensorboard,
+                                   session.val_data is not None)]
+        # shuffle=False: the order is the dataset's own, seeded by (seed, epoch)
+        with _ctrl_c_between_batches() as ctrl_c:
+            history = model.fit(view, validation_data=session.val_data, initial_epoch=first,
+                                epochs=last,
+                                callbacks=[ctrl_c, *cbs, *session.extra_callbacks],
+                                verbose=session.config.verbose, shuffle=False)
+        last_saved = checkpointer.last_saved
+        for key, values in history.history.items():
+            result.history.setdefault(key, []).extend(values)
+        state = {"epoch": position.epoch + 1, "batch": 0,
+                 "step": int(np.asarray(model.optimizer.iterations)), "stage": s_idx}
+        if model.stop_training:
+            return state, last_saved, True
+    return state, last_saved, False
+
+
+def _finish(session: _Session, state: dict, stopped_early: bool,
+            result: TrainResult) -> TrainResult:
+    """A last checkpoint marked finished (running the command again trains no more) and the
+    final weights file."""
+    model = session.model
     result.step, result.epoch = state["step"], state["epoch"]
     result.stopped = "early_stopping" if stopped_early else "completed"
-    # a last checkpoint marked finished: running the command again does not train more
     finished = dict(state, finished=True, lr=float(np.asarray(model.optimizer.learning_rate)))
-    manager.save(model, model.optimizer, finished)
-    result.final_weights = _save_final(model, run_dir)
-    print_fn(f"  done ({result.stopped}) after {result.epoch} epochs, {result.step} steps; "
-             f"weights: {result.final_weights}")
+    session.manager.save(model, model.optimizer, finished)
+    result.final_weights = _save_final(model, session.run_dir)
+    session.print_fn(f"  done ({result.stopped}) after {result.epoch} epochs, {result.step} "
+                     f"steps; weights: {result.final_weights}")
     return result
