@@ -1,4 +1,4 @@
-"""Course-wide settings: mode (quick/full), paths, seeds, and the environment report.
+"""Course-wide settings: mode (quick/full), devices, paths, seeds, library versions.
 
 Taught in notebooks/00_start_here.
 
@@ -10,9 +10,12 @@ Taught in notebooks/00_start_here.
 
 Set ``COURSE_MODE=quick`` or ``COURSE_MODE=full`` to override the automatic choice.
 
-*Data* lives under ``<repo>/data`` unless ``COURSE_DATA`` points elsewhere. A notebook asks
-:func:`dataset_status` which datasets are present, and uses real data when it is there,
-synthetic look-alikes otherwise; it says which at the top.
+*Data* lives under ``<repo>/data`` unless ``COURSE_DATA`` points elsewhere
+(:func:`data_root`); which datasets are there is :func:`course_lib.data.discovery.dataset_status`,
+and the line every notebook prints first is :func:`course_lib.session.report`.
+
+This is the ground floor of the package: it imports nothing else from ``course_lib``, so
+every other module may read it.
 """
 
 from __future__ import annotations
@@ -186,39 +189,6 @@ def data_root() -> Path:
     return Path(env).expanduser().resolve() if env else REPO_ROOT / "data"
 
 
-#: Where each dataset is expected below :func:`data_root`, real first, synthetic last.
-DATASET_LAYOUT = {
-    "nuclei": ("dsb2018/stage1_train", "synthetic/nuclei/stage1_train"),
-    "voc": ("VOCdevkit/VOC2012", "synthetic/voc/VOC2012"),
-}
-
-
-def dataset_status() -> dict[str, tuple[str, Path | None]]:
-    """For each dataset, ``(source, path)``: source is ``"real"``, ``"synthetic"`` or ``"missing"``.
-
-    A real folder counts as present when it exists and is not empty (the downloader renames
-    its folders into place only once complete; a copy of your own has no marker). A synthetic
-    set counts only when its completion marker (``course_lib.data.marker``), written last, is
-    there; ``data.prepare`` also checks that the marker matches the mode's settings.
-
-    Taught in notebooks/00_start_here.
-    """
-    from course_lib.data.marker import is_complete
-
-    root = data_root()
-    status: dict[str, tuple[str, Path | None]] = {}
-    for name, (real, synthetic) in DATASET_LAYOUT.items():
-        status[name] = ("missing", None)
-        for source, rel in (("real", real), ("synthetic", synthetic)):
-            path = root / rel
-            present = is_complete(path) if source == "synthetic" else \
-                path.is_dir() and any(path.iterdir())
-            if present:
-                status[name] = (source, path)
-                break
-    return status
-
-
 def set_seed(seed: int = DEFAULT_SEED, deterministic_ops: bool = False) -> dict[str, str]:
     """Seed every generator a run draws from, so a rerun shows the same numbers.
 
@@ -272,36 +242,6 @@ def set_seed(seed: int = DEFAULT_SEED, deterministic_ops: bool = False) -> dict[
                if _HASH_SEED_AT_START not in (None, "", "random")
                else "random per process (start Python with PYTHONHASHSEED=0 to fix it)")
     return {"seed": str(seed), "str hashing": hashing, "deterministic ops": deterministic}
-
-
-def report(seed: int = DEFAULT_SEED, verbose: bool = False) -> dict[str, str]:
-    """Seed everything and print one line a notebook shows first: mode, backend, data.
-
-    With ``verbose=True`` (notebook 00) also print Python, library versions and devices.
-    Returns the printed facts as a dict, so a notebook can ``assert`` on them.
-
-    Taught in notebooks/00_start_here.
-    """
-    seeded = set_seed(seed)
-    import keras
-
-    facts = {
-        "mode": mode(),
-        "backend": keras.backend.backend(),
-        "devices": ", ".join(gpu_devices()) or "CPU only",
-    }
-    for name, (source, path) in dataset_status().items():
-        facts[f"data.{name}"] = source if path is None else f"{source} ({path})"
-    print(f"Mode: {facts['mode']} | Keras backend: {facts['backend']} | Devices: {facts['devices']}")
-    print("Data: " + "; ".join(f"{k[5:]}: {v}" for k, v in facts.items() if k.startswith("data.")))
-    if verbose:
-        facts.update(versions())
-        facts.update(seeded)
-        print(f"  seed {seeded['seed']}; str hashing: {seeded['str hashing']}")
-        for key in ("python", "numpy", "keras", "tensorflow", "jax", "torch", "skimage",
-                    "pycocotools", "ipywidgets", "matplotlib"):
-            print(f"  {key:<12} {facts.get(key, '-')}")
-    return facts
 
 
 def versions() -> dict[str, str]:

@@ -274,8 +274,7 @@ class LoadedModel:
                                         views=views)
         if views is not None:
             raise ValueError(f"{self.name} is a Mask R-CNN: it predicts one view; drop views=.")
-        from course_lib.ops.masks import detections_to_labels
-        from course_lib.training.recipes import MIN_SCORE_FOR_LABELS
+        from course_lib.ops.masks import MIN_SCORE_FOR_LABELS, detections_to_labels
 
         return detections_to_labels(self.detect(image, MIN_SCORE_FOR_LABELS),
                                     MIN_SCORE_FOR_LABELS)

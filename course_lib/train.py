@@ -268,7 +268,9 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     workers = args.workers or (4 if full else 2 if args.budget else 1)
     if args.budget:
         overrides["budget"] = args.budget
-    overrides.update(augment=args.augment, modality=args.modality, init=args.init)
+    for option in ("augment", "modality", "init"):   # passed only when asked for
+        if getattr(args, option) not in (None, "none"):
+            overrides[option] = getattr(args, option)
     try:
         apply_precision(args.precision)  # before the data and model are built
         recipe = make_recipe(args.preset, args.model, mode, args.data, workers=workers,

@@ -11,8 +11,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from course_lib import config  # noqa: E402
+from course_lib.experiments import comparison as C  # noqa: E402
 from course_lib.training import Stage, TrainConfig  # noqa: E402
-from course_lib.training import comparison as C  # noqa: E402
 from course_lib.viz import runs as viz_runs  # noqa: E402
 from tests.training_standins import AddsItsLoss, RegressionBatches  # noqa: E402
 

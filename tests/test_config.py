@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from course_lib import config
+from course_lib import config, session
+from course_lib.data import discovery
 
 
 def test_mode_follows_the_environment(monkeypatch):
@@ -42,18 +43,18 @@ def test_quick_mode_is_smaller_than_full():
 
 
 def test_dataset_status_prefers_real_over_synthetic(data_root):
-    assert config.dataset_status()["nuclei"] == ("missing", None)
+    assert discovery.dataset_status()["nuclei"] == ("missing", None)
     synthetic = data_root / "synthetic/nuclei/stage1_train"
     (synthetic / "abc").mkdir(parents=True)
     # a synthetic set counts only once its completion marker (written last) is there
-    assert config.dataset_status()["nuclei"] == ("missing", None), "half a set is not data"
+    assert discovery.dataset_status()["nuclei"] == ("missing", None), "half a set is not data"
     (synthetic / ".course-complete.json").write_text('{"n_images": 1}')
-    assert config.dataset_status()["nuclei"] == ("synthetic", synthetic)
+    assert discovery.dataset_status()["nuclei"] == ("synthetic", synthetic)
     real = data_root / "dsb2018/stage1_train"
     real.mkdir(parents=True)
-    assert config.dataset_status()["nuclei"][0] == "synthetic", "an empty folder is not data"
+    assert discovery.dataset_status()["nuclei"][0] == "synthetic", "an empty folder is not data"
     (real / "id1").mkdir()
-    assert config.dataset_status()["nuclei"] == ("real", real)
+    assert discovery.dataset_status()["nuclei"] == ("real", real)
 
 
 def _draws():
@@ -175,7 +176,7 @@ def test_keras_backend_before_import_agrees_with_keras_itself(keras_home):
 
 def test_report_prints_mode_backend_and_data(data_root, monkeypatch, capsys):
     monkeypatch.setenv("COURSE_MODE", "quick")
-    facts = config.report(verbose=True)
+    facts = session.report(verbose=True)
     out = capsys.readouterr().out
     assert "Mode: quick" in out and "Keras backend: tensorflow" in out
     assert "nuclei: missing" in out and "voc: missing" in out

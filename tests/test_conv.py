@@ -52,11 +52,11 @@ def test_conv2d_matches_keras_conv2d(h, w_, c_in, c_out, kh, kw, stride, dilatio
     w = rng.normal(size=(kh, kw, c_in, c_out)).astype("float32")
     b = rng.normal(size=(c_out,)).astype("float32")
     expected = _keras_conv(x, w, b, stride, padding, dilation)
-    got = conv.conv2d(x, w, b, stride, padding, dilation)
+    got = conv.conv2d(x, w, b, stride, padding=padding, dilation=dilation)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
     # the output-size formula predicts the shape Keras produced
-    assert expected.shape[1] == conv.conv_output_size(h, kh, stride, padding, dilation)
-    assert expected.shape[2] == conv.conv_output_size(w_, kw, stride, padding, dilation)
+    assert expected.shape[1] == conv.conv_output_size(h, kh, stride, padding, dilation=dilation)
+    assert expected.shape[2] == conv.conv_output_size(w_, kw, stride, padding, dilation=dilation)
 
 
 @settings(max_examples=15, deadline=None)
@@ -71,10 +71,10 @@ def test_loops_equal_vectorised(h, c_in, k, stride, dilation, padding, seed):
     if conv.effective_kernel_size(k, dilation) > h + 2 * (padding if isinstance(padding, int) else 0) \
             and padding != "same":
         with pytest.raises(ValueError, match="kernel"):
-            conv.conv2d(x, w, b, stride, padding, dilation)
+            conv.conv2d(x, w, b, stride, padding=padding, dilation=dilation)
         return
-    np.testing.assert_allclose(conv.conv2d_loops(x, w, b, stride, padding, dilation),
-                               conv.conv2d(x, w, b, stride, padding, dilation), atol=1e-10)
+    np.testing.assert_allclose(conv.conv2d_loops(x, w, b, stride, padding=padding, dilation=dilation),
+                               conv.conv2d(x, w, b, stride, padding=padding, dilation=dilation), atol=1e-10)
 
 
 def test_int_padding_matches_zero_padding_layer():
@@ -83,7 +83,7 @@ def test_int_padding_matches_zero_padding_layer():
     w = rng.normal(size=(3, 3, 2, 4)).astype("float32")
     b = np.zeros(4, "float32")
     padded = np.asarray(keras.layers.ZeroPadding2D(2)(x))
-    np.testing.assert_allclose(conv.conv2d(x, w, b, 2, 2), _keras_conv(padded, w, b, 2, "valid", 1),
+    np.testing.assert_allclose(conv.conv2d(x, w, b, 2, padding=2), _keras_conv(padded, w, b, 2, "valid", 1),
                                atol=1e-5)
 
 

@@ -16,13 +16,15 @@ layers = keras.layers
 
 def test_conv_checks_accept_the_library():
     assert exercises.check_conv2d(lambda x, w, b, stride=1, padding="valid":
-                                  conv.conv2d(x, w, b, stride, padding))
-    assert exercises.check_conv_output_size(conv.conv_output_size)
+                                  conv.conv2d(x, w, b, stride, padding=padding))
+    assert exercises.check_conv_output_size(
+        lambda n, k, stride, padding, dilation: conv.conv_output_size(n, k, stride, padding,
+                                                                      dilation=dilation))
 
 
 def test_conv2d_check_rejects_flipped_kernel_and_centred_same_padding():
     def flipped(x, w, b, stride=1, padding="valid"):  # true convolution, not what Keras does
-        return conv.conv2d(x, w[::-1, ::-1], b, stride, padding)
+        return conv.conv2d(x, w[::-1, ::-1], b, stride, padding=padding)
 
     with pytest.raises(ExerciseFailed, match="case 1"):
         exercises.check_conv2d(flipped)
@@ -31,7 +33,7 @@ def test_conv2d_check_rejects_flipped_kernel_and_centred_same_padding():
         if padding == "same":  # the odd padding zero before instead of after
             x = np.pad(x, ((1, 0), (1, 0), (0, 0)))
             padding = 0
-        return conv.conv2d(x, w, b, stride, padding)
+        return conv.conv2d(x, w, b, stride, padding=padding)
 
     with pytest.raises(ExerciseFailed, match="case 4"):
         exercises.check_conv2d(extra_zero_on_top)

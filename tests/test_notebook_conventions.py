@@ -90,6 +90,6 @@ def test_lint_reports_each_broken_convention(tmp_path):
     nbformat.write(bad, str(path))
     problems = "\n".join(nbtool.lint_notebook(path))
     assert "stored with outputs" in problems
-    assert "config.report" in problems
+    assert "session.report" in problems
     assert "Learning goals" in problems
     assert "Recap" in problems

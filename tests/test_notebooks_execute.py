@@ -41,7 +41,7 @@ LESSONS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 #: A JAX pass of all thirteen took 654 s against 472 s on TensorFlow (7 Dec 2026, 2 cores),
 #: most of it re-running keras.ops model code that the unit tests already run under JAX.
 JAX_LESSONS = {
-    "00_start_here": "config.report() and set_seed() take their JAX branches (device list, "
+    "00_start_here": "session.report() and set_seed() take their JAX branches (device list, "
                      "seeding): the first cell of every lesson, as a JAX learner first sees it",
     "11_train_nuclei": "the training engine trains the chapter's real recipes (U-Net with its "
                        "weight map, Mask R-CNN) under Keras' JAX trainer, reusing the compiled "

@@ -1,23 +1,23 @@
 """Tests of course_lib.data.prepare with COURSE_DATA pointed at a private tmp folder.
 
-Oracle: what config.dataset_status() (written independently by the lead) sees afterwards, and
+Oracle: what discovery.dataset_status() (written independently by the lead) sees afterwards, and
 the files on disk.
 """
 
 from __future__ import annotations
 
 from course_lib import config
-from course_lib.data import prepare
+from course_lib.data import discovery, prepare
 from course_lib.data.nuclei import index_samples
 
 
 def test_synthetic_nuclei_generated_once(data_root, monkeypatch):
-    assert config.dataset_status()["nuclei"][0] == "missing"
+    assert discovery.dataset_status()["nuclei"][0] == "missing"
     path, source = prepare.ensure_nuclei(n_images=3, seed=1, size=48)
     assert source == "synthetic"
     assert path == data_root / "synthetic" / "nuclei" / "stage1_train"
     assert len(index_samples(path)) == 3
-    assert config.dataset_status()["nuclei"] == ("synthetic", path)
+    assert discovery.dataset_status()["nuclei"] == ("synthetic", path)
     # a second call with the same settings reuses the set instead of regenerating it
     stamp = {p: p.stat().st_mtime_ns for p in path.rglob("*.png")}
     again, _ = prepare.ensure_nuclei(n_images=3, seed=1, size=48)
@@ -43,9 +43,9 @@ def test_marker_written_last_and_other_settings_regenerate(data_root, monkeypatc
     assert sorted(p.name for p in path.parent.parent.iterdir()) == ["nuclei"]  # no leftovers
     # an interrupted set (marker gone) is not counted and is regenerated
     (path / ".course-complete.json").unlink()
-    assert config.dataset_status()["nuclei"][0] == "missing"
+    assert discovery.dataset_status()["nuclei"][0] == "missing"
     prepare.ensure_nuclei(n_images=3, seed=0, size=32)
-    assert config.dataset_status()["nuclei"] == ("synthetic", path)
+    assert discovery.dataset_status()["nuclei"] == ("synthetic", path)
 
 
 def test_default_size_comes_from_the_mode(data_root, monkeypatch):
@@ -66,7 +66,7 @@ def test_real_data_wins(data_root):
 def test_voc_and_main(data_root, capsys):
     path, source = prepare.ensure_voc(n_images=2, seed=0)
     assert source == "synthetic" and path == data_root / "synthetic" / "voc" / "VOC2012"
-    assert config.dataset_status()["voc"] == ("synthetic", path)
+    assert discovery.dataset_status()["voc"] == ("synthetic", path)
     assert len(list((path / "JPEGImages").iterdir())) == 2
     assert prepare.main(["--n-images", "2"]) == 0
     out = capsys.readouterr().out

@@ -7,7 +7,6 @@ import importlib.util
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from course_lib import recorded
-from course_lib.training import comparison
+from course_lib.experiments import comparison
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -92,12 +92,12 @@ def test_roi_targets_twin_equals_reference():
     props, valid, gt, cls, masks = _batch()
     keys = np.random.default_rng(4).random((2, props.shape[1] + gt.shape[1]))
     ignore = np.array([[[0, 0, 30, 30]], [[0, 0, 0, 0]]], "float32")
-    out = T.roi_targets_ops(props, valid, gt, cls, masks, ignore_boxes=ignore,
+    out = T.roi_targets_ops(props, valid, gt, cls, gt_masks=masks, ignore_boxes=ignore,
                             ignore_valid=np.array([[True], [False]]), num_samples=32,
                             positive_fraction=0.25, keys=keys)
     out = {k: _np(v) for k, v in out.items()}
     for i in range(2):
-        ref = T.roi_targets_np(props[i], valid[i], gt[i], cls[i], masks[i],
+        ref = T.roi_targets_np(props[i], valid[i], gt[i], cls[i], gt_masks=masks[i],
                                ignore_boxes=ignore[i] if i == 0 else None, num_samples=32,
                                positive_fraction=0.25, keys=keys[i])
         np.testing.assert_array_equal(out["labels"][i], ref["labels"])
@@ -116,7 +116,7 @@ def test_roi_targets_twin_equals_reference():
 def test_gt_boxes_join_the_proposals_and_ignore_regions_are_not_background():
     # No valid proposal at all: the positives are the gt boxes themselves (IoU 1)
     props, valid, gt, cls, masks = _batch()
-    out = T.roi_targets_ops(props, np.zeros_like(valid), gt, cls, masks, num_samples=16,
+    out = T.roi_targets_ops(props, np.zeros_like(valid), gt, cls, gt_masks=masks, num_samples=16,
                             positive_fraction=0.5, seed=0)
     labels, rois = _np(out["labels"]), _np(out["rois"])
     assert (labels[0] == 1).sum() == 3 and (labels[1] == 1).sum() == 5
@@ -125,7 +125,7 @@ def test_gt_boxes_join_the_proposals_and_ignore_regions_are_not_background():
         assert np.all(B.iou(pos_boxes, gt[i]).max(1) > 0.999)
     # an ignore region over the whole image: no candidate may be background any more
     everything = np.array([[[0, 0, 200, 200]]] * 2, "float32")
-    out = T.roi_targets_ops(props, valid, gt, cls, masks, ignore_boxes=everything,
+    out = T.roi_targets_ops(props, valid, gt, cls, gt_masks=masks, ignore_boxes=everything,
                             ignore_valid=np.ones((2, 1), bool), num_samples=16,
                             positive_fraction=0.5, seed=0)
     assert not np.any(_np(out["labels"]) == 0)

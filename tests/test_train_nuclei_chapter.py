@@ -12,11 +12,11 @@ from skimage import draw
 
 from course_lib.data import nuclei
 from course_lib.data.synthetic.nuclei import make_nuclei
+from course_lib.experiments import nuclei as X
 from course_lib.metrics import dsb_average_precision
 from course_lib.models import classical
 from course_lib.models.classical import otsu_foreground, otsu_instances
 from course_lib.ops.masks import masks_to_labels
-from course_lib.training import experiments as X
 from course_lib.viz import results as R
 
 

@@ -42,7 +42,7 @@ def test_anchor_explorer_follows_controls():
     before = w.result["n_positive"]
     w.controls["positive_iou"].value = 0.3
     labels, _, _ = match_anchors_np(level_anchors(IMAGE.shape, 32, (0.5, 1, 2), 4), GT, None,
-                                    0.3, 0.3)
+                                    0.3, negative_iou=0.3)
     assert w.result["n_positive"] == (labels == 1).sum() > before
     w.controls["scale"].value = 8
     w.controls["ratios"].value = "1"

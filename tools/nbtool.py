@@ -12,7 +12,7 @@ Conventions (README "Writing a notebook"):
 * Notebooks are stored without outputs or execution counts, except code cells whose source
   contains ``# NBVAL_CHECK_OUTPUT``: their deterministic text output is kept (with execution
   count 1) and nbval compares it.
-* The first code cell calls ``config.report(`` (mode, backend, data source; seeds fixed).
+* The first code cell calls ``session.report(`` (mode, backend, data source; seeds fixed).
 * A markdown cell among the first two says "Learning goals"; the last markdown cell is a
   "Recap"; a chapter with an exercise points to ``exercises/NN_topic.ipynb`` from its recap.
 * In ``solutions/``, solution code sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``;
@@ -147,8 +147,8 @@ def lint_notebook(path: Path) -> list[str]:
         if CHECK_OUTPUT in cell.source and not cell.outputs:
             problems.append(f"{rel}: cell {i} is marked {CHECK_OUTPUT} but has no stored output "
                             f"(run `python tools/nbtool.py run {rel}`)")
-    if not code or "config.report(" not in code[0].source:
-        problems.append(f"{rel}: the first code cell must call config.report(...)")
+    if not code or "session.report(" not in code[0].source:
+        problems.append(f"{rel}: the first code cell must call session.report(...)")
     if not any("Learning goals" in c.source for c in nb.cells[:2] if c.cell_type == "markdown"):
         problems.append(f"{rel}: a 'Learning goals' markdown cell must be among the first two cells")
     if not markdown or "Recap" not in markdown[-1].source:

@@ -11,7 +11,7 @@ So whoever writes a dataset writes a small json file, :data:`COMPLETE_MARKER`, i
 - the synthetic generators mark their sets with what they were made for (generator, number of
   images, seed, size, course mode), so :mod:`course_lib.data.prepare` regenerates a set made
   with other settings (a quick-mode set is never reused in full mode) instead of reusing it;
-- :func:`course_lib.config.dataset_status` counts a synthetic set only when it is marked.
+- :func:`course_lib.data.discovery.dataset_status` counts a synthetic set only when it is marked.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Taught in notebooks/01_data_tour.
 ``python -m course_lib.data.prepare`` prepares both datasets and prints what it did. Notebooks
 call :func:`ensure_nuclei` / :func:`ensure_voc`, which never touch the network: real data is
 used when it sits under :func:`course_lib.config.data_root` (see
-``config.DATASET_LAYOUT``; ``python -m course_lib.data.download`` fetches it), otherwise a
+``discovery.DATASET_LAYOUT``; ``python -m course_lib.data.download`` fetches it), otherwise a
 deterministic synthetic set is generated once and reused.
 """
 
@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from course_lib import config
+from course_lib.data import discovery
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _ensure(name: str, make, n_images: int | None, **make_kwargs) -> tuple[Path,
     from course_lib.data.synthetic.spec import spec_matches, synthetic_spec
 
     root = config.data_root()
-    real_rel, synthetic_rel = config.DATASET_LAYOUT[name]
+    real_rel, synthetic_rel = discovery.DATASET_LAYOUT[name]
     real = root / real_rel
     if _present(real):
         return real, "real"
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     from course_lib.data.marker import read_marker
 
     for name, ensure in (("nuclei", ensure_nuclei), ("voc", ensure_voc)):
-        source_before, path_before = config.dataset_status()[name]
+        source_before, path_before = discovery.dataset_status()[name]
         marker_before = read_marker(path_before) if path_before is not None else None
         path, source = ensure(args.n_images, args.seed)
         unchanged = source == source_before and (source == "real" or

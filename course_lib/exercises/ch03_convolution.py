@@ -60,7 +60,7 @@ CONV_OUTPUT_SIZE_CASES = [
 def _conv_output_size_reference(n, k, stride, padding, dilation):
     from course_lib.ops import conv
 
-    return conv.conv_output_size(n, k, stride, padding, dilation)
+    return conv.conv_output_size(n, k, stride, padding, dilation=dilation)
 
 
 def check_conv_output_size(fn: Callable) -> bool:

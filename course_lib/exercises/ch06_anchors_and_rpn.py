@@ -154,7 +154,7 @@ LABEL_ANCHOR_CASES = [
 def _label_reference(anchors, gt_boxes, positive_iou=0.7, negative_iou=0.3):
     from course_lib.layers.rpn import match_anchors_np
 
-    return match_anchors_np(anchors, gt_boxes, None, positive_iou, negative_iou)[0]
+    return match_anchors_np(anchors, gt_boxes, None, positive_iou, negative_iou=negative_iou)[0]
 
 
 def label_rule_failed(anchors, gt_boxes, got, expected, positive_iou: float = 0.7,

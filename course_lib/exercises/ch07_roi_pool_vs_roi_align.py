@@ -98,7 +98,7 @@ def _roi_align_box_reference(features, box, output_size, spatial_scale, sampling
     from course_lib.ops import roi
 
     out = roi.roi_align(np.asarray(features)[..., None], np.asarray(box)[None], output_size,
-                        spatial_scale, sampling_ratio, aligned=True)
+                        spatial_scale, sampling_ratio=sampling_ratio, aligned=True)
     return out[0, ..., 0]
 
 

@@ -25,7 +25,7 @@ from course_lib.ops import boxes as box_ops
 
 
 def match_anchors_np(anchors, gt_boxes, gt_valid=None, positive_iou: float = 0.7,
-                     negative_iou: float = 0.3):
+                     *, negative_iou: float = 0.3):
     """Label every anchor before sampling (NumPy reference, one image).
 
     IoU >= ``positive_iou`` -> 1; max IoU <= ``negative_iou`` -> 0; otherwise -1; then the best
@@ -36,12 +36,12 @@ def match_anchors_np(anchors, gt_boxes, gt_valid=None, positive_iou: float = 0.7
 
     Taught in notebooks/06_anchors_and_rpn.
     """
-    return match_np(anchors, gt_boxes, gt_valid, positive_iou, negative_iou,
+    return match_np(anchors, gt_boxes, gt_valid, positive_iou, negative_iou=negative_iou,
                     allow_low_quality=True)
 
 
 def anchor_targets_np(anchors, gt_boxes, gt_valid=None, positive_iou: float = 0.7,
-                      negative_iou: float = 0.3, samples: int | None = 256,
+                      *, negative_iou: float = 0.3, samples: int | None = 256,
                       positive_fraction: float = 0.5, rng=None, ignore_boxes=None):
     """Dense RPN targets of one image (NumPy reference).
 
@@ -62,8 +62,8 @@ def anchor_targets_np(anchors, gt_boxes, gt_valid=None, positive_iou: float = 0.
     """
     anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 4)
     gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    labels, matched, _ = match_np(anchors, gt_boxes, gt_valid, positive_iou, negative_iou,
-                                  True, ignore_boxes)
+    labels, matched, _ = match_np(anchors, gt_boxes, gt_valid, positive_iou, negative_iou=negative_iou,
+                                  allow_low_quality=True, ignore_boxes=ignore_boxes)
     if samples is not None:
         idx, lab = sample_np(labels, samples, positive_fraction, rng=rng)
         labels = np.full(len(anchors), -1, np.int32)
@@ -76,7 +76,7 @@ def anchor_targets_np(anchors, gt_boxes, gt_valid=None, positive_iou: float = 0.
 
 
 def anchor_targets_ops(anchors, gt_boxes, gt_valid, positive_iou: float = 0.7,
-                       negative_iou: float = 0.3, samples: int | None = 256,
+                       *, negative_iou: float = 0.3, samples: int | None = 256,
                        positive_fraction: float = 0.5, seed=None, ignore_boxes=None,
                        ignore_valid=None):
     """Dense ``keras.ops`` twin of :func:`anchor_targets_np`, batched and fixed-shape.
@@ -93,8 +93,8 @@ def anchor_targets_ops(anchors, gt_boxes, gt_valid, positive_iou: float = 0.7,
     """
     anchors = ops.convert_to_tensor(anchors, dtype="float32")
     gt_boxes = ops.convert_to_tensor(gt_boxes, dtype="float32")
-    labels, matched, _ = match_ops(anchors, gt_boxes, gt_valid, positive_iou, negative_iou,
-                                   True, ignore_boxes, ignore_valid)
+    labels, matched, _ = match_ops(anchors, gt_boxes, gt_valid, positive_iou, negative_iou=negative_iou,
+                                   allow_low_quality=True, ignore_boxes=ignore_boxes, ignore_valid=ignore_valid)
     if samples is not None:
         idx, lab = sample_ops(labels, samples, positive_fraction, seed=seed)
         batch, a = ops.shape(labels)[0], labels.shape[1]
@@ -109,7 +109,7 @@ def anchor_targets_ops(anchors, gt_boxes, gt_valid, positive_iou: float = 0.7,
     return labels, deltas
 
 
-def rpn_targets_ops(anchors, gt_boxes, gt_valid, ignore_boxes=None, ignore_valid=None,
+def rpn_targets_ops(anchors, gt_boxes, gt_valid, ignore_boxes=None, *, ignore_valid=None,
                     positive_iou: float = 0.7, negative_iou: float = 0.3, samples: int = 256,
                     positive_fraction: float = 0.5, seed=None, keys=None):
     """Sampled RPN targets (what the model's loss uses).
@@ -128,8 +128,8 @@ def rpn_targets_ops(anchors, gt_boxes, gt_valid, ignore_boxes=None, ignore_valid
     """
     anchors = ops.convert_to_tensor(anchors, dtype="float32")
     gt_boxes = ops.convert_to_tensor(gt_boxes, dtype="float32")
-    labels, matched, _ = match_ops(anchors, gt_boxes, gt_valid, positive_iou, negative_iou,
-                                   True, ignore_boxes, ignore_valid)
+    labels, matched, _ = match_ops(anchors, gt_boxes, gt_valid, positive_iou, negative_iou=negative_iou,
+                                   allow_low_quality=True, ignore_boxes=ignore_boxes, ignore_valid=ignore_valid)
     idx, lab = sample_ops(labels, samples, positive_fraction, seed=seed, keys=keys)
     sampled_anchors = ops.take(anchors, idx, axis=0)                            # (B, R, 4)
     gt_index = ops.take_along_axis(matched, idx, axis=1)                        # (B, R)
@@ -156,7 +156,7 @@ class AnchorTargets(keras.layers.Layer):
     """
 
     def __init__(self, positive_iou: float = 0.7, negative_iou: float = 0.3,
-                 samples: int | None = 256, positive_fraction: float = 0.5, seed=None, **kwargs):
+                 samples: int | None = 256, positive_fraction: float = 0.5, *, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not 0 <= negative_iou < positive_iou <= 1:
             raise ValueError(f"AnchorTargets: need 0 <= negative_iou < positive_iou <= 1; got "
@@ -171,7 +171,7 @@ class AnchorTargets(keras.layers.Layer):
     def call(self, inputs):
         anchors, gt_boxes, gt_valid = inputs
         return anchor_targets_ops(anchors, gt_boxes, gt_valid, self.positive_iou,
-                                  self.negative_iou, self.samples, self.positive_fraction,
+                                  negative_iou=self.negative_iou, samples=self.samples, positive_fraction=self.positive_fraction,
                                   seed=self.seed_generator)
 
     def compute_output_shape(self, input_shape):

@@ -34,7 +34,7 @@ def _softmax_np(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def detections_np(rois, rois_valid, class_logits, deltas, window, max_detections: int = 100,
+def detections_np(rois, rois_valid, class_logits, deltas, *, window, max_detections: int = 100,
                   score_threshold: float = 0.05, nms_threshold: float = 0.5,
                   pre_nms_top_k: int = 1000, min_size: float = 0.0):
     """Detections of one image (NumPy reference of :class:`DetectionLayer`, NMS class by class).
@@ -92,7 +92,7 @@ class DetectionLayer(keras.layers.Layer):
     """
 
     def __init__(self, max_detections: int = 100, score_threshold: float = 0.05,
-                 nms_threshold: float = 0.5, pre_nms_top_k: int = 1000, min_size: float = 0.0,
+                 nms_threshold: float = 0.5, pre_nms_top_k: int = 1000, *, min_size: float = 0.0,
                  **kwargs):
         super().__init__(**kwargs)
         self.max_detections = int(max_detections)
@@ -127,7 +127,7 @@ class DetectionLayer(keras.layers.Layer):
         offset = ops.max(top_boxes, axis=(1, 2), keepdims=True) + 1.0            # (B, 1, 1)
         shifted = top_boxes + ops.cast(top_classes, "float32")[..., None] * offset
         kept, _ = batched_padded_nms(shifted, top_scores, self.max_detections,
-                                     self.nms_threshold, self.score_threshold)
+                                     self.nms_threshold, score_threshold=self.score_threshold)
         valid = kept >= 0
         safe = ops.maximum(kept, 0)
         out_boxes = ops.where(valid[..., None], gather_rows(top_boxes, safe), 0.0)

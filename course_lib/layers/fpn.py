@@ -94,7 +94,7 @@ def _check_side(input_shape) -> None:
 
 
 def build_backbone(name: str = "light", input_shape=(None, None, 3), channels: int = 256,
-                   freeze_bn: bool = True, backbone_kwargs: dict | None = None) -> keras.Model:
+                   freeze_bn: bool = True, *, backbone_kwargs: dict | None = None) -> keras.Model:
     """Backbone + FPN as one model: image ``(N, H, W, 3)`` to ``[P2, P3, P4, P5, P6]``.
 
     Args:

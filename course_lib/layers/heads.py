@@ -84,7 +84,7 @@ class MaskHead(keras.layers.Layer):
     """
 
     def __init__(self, num_classes: int, channels: int = 256, num_convs: int = 4,
-                 norm: str = "none", groups: int = 32, **kwargs):
+                 norm: str = "none", *, groups: int = 32, **kwargs):
         super().__init__(**kwargs)
         if norm not in ("none", "group"):
             raise ValueError(f"MaskHead norm must be 'none' or 'group', got {norm!r}.")

@@ -66,7 +66,7 @@ def ioa_np(boxes, regions) -> np.ndarray:
 
 
 def match_np(boxes, gt_boxes, gt_valid=None, positive_iou: float = 0.7,
-             negative_iou: float = 0.3, allow_low_quality: bool = True, ignore_boxes=None,
+             *, negative_iou: float = 0.3, allow_low_quality: bool = True, ignore_boxes=None,
              ignore_valid=None, ignore_ioa: float = 0.5):
     """Label candidates of one image (NumPy reference of :func:`match_ops`).
 
@@ -215,7 +215,7 @@ def max_ioa_ops(boxes, regions, region_valid, chunk: int | None = None):
     return ops.fori_loop(0, n_chunks, step, ops.zeros((batch, a), "float32"))
 
 
-def match_ops(boxes, gt_boxes, gt_valid, positive_iou: float = 0.7, negative_iou: float = 0.3,
+def match_ops(boxes, gt_boxes, gt_valid, positive_iou: float = 0.7, *, negative_iou: float = 0.3,
               allow_low_quality: bool = True, ignore_boxes=None, ignore_valid=None,
               ignore_ioa: float = 0.5, chunk: int | None = None):
     """Batched, fixed-shape twin of :func:`match_np`.

@@ -54,7 +54,7 @@ def _level_slices(n_anchors: int, level_counts):
     return [(int(s), int(s + c)) for s, c in zip(starts, counts, strict=True)]
 
 
-def proposals_np(logits, deltas, anchors, image_shape, pre_nms_top_k: int = 6000,
+def proposals_np(logits, deltas, anchors, image_shape, *, pre_nms_top_k: int = 6000,
                  post_nms_top_n: int = 1000, nms_threshold: float = 0.7, level_counts=None,
                  window=None, min_size: float = 0.0, per_level_nms: bool = True,
                  return_index: bool = False):
@@ -131,7 +131,7 @@ class ProposalLayer(keras.layers.Layer):
     """
 
     def __init__(self, image_shape, pre_nms_top_k: int = 6000, post_nms_top_n: int = 1000,
-                 nms_threshold: float = 0.7, level_counts=None, min_size: float = 0.0,
+                 nms_threshold: float = 0.7, *, level_counts=None, min_size: float = 0.0,
                  per_level_nms: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(s) for s in image_shape)[:2]

@@ -53,7 +53,7 @@ def _bn(name: str, freeze_bn: bool) -> layers.BatchNormalization:
 
 
 def bottleneck_block(x, filters: int, stride: int = 1, conv_shortcut: bool = True,
-                     name: str = "block", freeze_bn: bool = False, kernel_size: int = 3):
+                     *, name: str = "block", freeze_bn: bool = False, kernel_size: int = 3):
     """Bottleneck residual block: 1×1 (reduce) → 3×3 → 1×1 (expand ×4), plus the shortcut.
 
     ``out = relu(shortcut(x) + BN(conv1×1(relu(BN(conv3×3(relu(BN(conv1×1(x)))))))))``.
@@ -95,7 +95,7 @@ def bottleneck_block(x, filters: int, stride: int = 1, conv_shortcut: bool = Tru
 
 
 def basic_block(x, filters: int, stride: int = 1, conv_shortcut: bool | None = None,
-                name: str = "block", freeze_bn: bool = False):
+                *, name: str = "block", freeze_bn: bool = False):
     """Basic residual block (ResNet-18/34): 3×3 → 3×3 plus the shortcut; ``filters`` out.
 
     The shortcut is projected (strided 1×1 conv + BN) when ``conv_shortcut`` is true; by
@@ -189,7 +189,7 @@ def resnet(depth: int = 50, input_shape=(None, None, 3), freeze_bn: bool = False
 
 
 def light_resnet(input_shape=(None, None, 3), filters=(16, 32, 64, 128), blocks=(1, 1, 1, 1),
-                 freeze_bn: bool = False, name: str = "light_resnet") -> keras.Model:
+                 freeze_bn: bool = False, *, name: str = "light_resnet") -> keras.Model:
     """A small ResNet with basic blocks for quick mode on a CPU; same strides as ResNet-50.
 
     Args:

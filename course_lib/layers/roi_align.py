@@ -57,7 +57,7 @@ class RoIAlign(keras.layers.Layer):
         if boxes is None:  # one list input, as in layer([features, boxes])
             features, boxes = features
         out = roi_ops.roi_align_ops(features, boxes, self.output_size, self.spatial_scale,
-                                    self.sampling_ratio, self.aligned)
+                                    sampling_ratio=self.sampling_ratio, aligned=self.aligned)
         return keras.ops.cast(out, self.compute_dtype)  # float32 inside, policy dtype out
 
     def compute_output_shape(self, features_shape, boxes_shape=None):
@@ -97,7 +97,7 @@ class PyramidRoIAlign(keras.layers.Layer):
     """
 
     def __init__(self, output_size=7, strides=(4, 8, 16, 32), sampling_ratio: int = 2,
-                 aligned: bool = True, k0: int = 4, canonical: float = 224.0,
+                 aligned: bool = True, *, k0: int = 4, canonical: float = 224.0,
                  min_level: int = 2, **kwargs):
         super().__init__(**kwargs)
         self.output_size = _size_pair(output_size)
@@ -124,7 +124,7 @@ class PyramidRoIAlign(keras.layers.Layer):
             raise ValueError(f"PyramidRoIAlign got {len(features)} feature maps but was built "
                              f"for strides {self.strides}; pass one map per stride.")
         out = roi_ops.multilevel_roi_align_ops(
-            features, boxes, self.output_size, self.sampling_ratio, self.aligned,
+            features, boxes, self.output_size, self.sampling_ratio, aligned=self.aligned,
             strides=self.strides, k0=self.k0, canonical=self.canonical, min_level=self.min_level,
             for_training=bool(training))
         return keras.ops.cast(out, self.compute_dtype)
@@ -132,7 +132,7 @@ class PyramidRoIAlign(keras.layers.Layer):
     def levels(self, boxes):
         """``(B, N)`` int32 level of each box (for inspection and plots)."""
         return roi_ops.fpn_level_ops(boxes, self.k0, self.canonical, self.min_level,
-                                     self.max_level)
+                                     max_level=self.max_level)
 
     def compute_output_shape(self, boxes_shape, features_shape=None):
         if features_shape is None:

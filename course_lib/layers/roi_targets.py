@@ -34,7 +34,7 @@ from course_lib.ops import roi as roi_ops
 
 # ------------------------------------------------------------------------------ mask targets
 
-def mask_targets_np(gt_masks, frames, rois, gt_index, mask_shape=(28, 28),
+def mask_targets_np(gt_masks, frames, rois, gt_index, *, mask_shape=(28, 28),
                     sampling_ratio: int = 2, threshold: float = 0.5) -> np.ndarray:
     """Mask targets of one image's RoIs (NumPy reference, one RoIAlign per RoI).
 
@@ -61,12 +61,12 @@ def mask_targets_np(gt_masks, frames, rois, gt_index, mask_shape=(28, 28),
         local = np.array([(box[0] - fy1) * sy + 1, (box[1] - fx1) * sx + 1,
                           (box[2] - fy1) * sy + 1, (box[3] - fx1) * sx + 1])
         padded = np.pad(gt_masks[..., g], 1)[..., None]
-        crop = roi_ops.roi_align(padded, local[None], mask_shape, 1.0, sampling_ratio)[0, ..., 0]
+        crop = roi_ops.roi_align(padded, local[None], mask_shape, 1.0, sampling_ratio=sampling_ratio)[0, ..., 0]
         out[r] = crop if threshold is None else (crop >= threshold)
     return out
 
 
-def mask_targets_ops(gt_masks, frames, rois, gt_index, mask_shape=(28, 28),
+def mask_targets_ops(gt_masks, frames, rois, gt_index, *, mask_shape=(28, 28),
                      sampling_ratio: int = 2, threshold: float | None = 0.5):
     """Batched twin of :func:`mask_targets_np`.
 
@@ -110,7 +110,7 @@ def _gt_valid_np(gt_boxes, gt_class_ids):
     return (np.asarray(gt_class_ids) > 0) & (box_ops.area(np.asarray(gt_boxes)) > 0)
 
 
-def roi_targets_np(proposals, proposal_valid, gt_boxes, gt_class_ids, gt_masks,
+def roi_targets_np(proposals, proposal_valid, gt_boxes, gt_class_ids, *, gt_masks,
                    ignore_boxes=None, num_samples: int = 512, positive_fraction: float = 0.25,
                    positive_iou: float = 0.5, mask_shape=(28, 28), mini_masks: bool = True,
                    keys=None, rng=None, ignore_ioa: float = 0.5):
@@ -134,7 +134,7 @@ def roi_targets_np(proposals, proposal_valid, gt_boxes, gt_class_ids, gt_masks,
     gt_valid = _gt_valid_np(gt_boxes, gt_class_ids)
     cand = np.concatenate([proposals, gt_boxes])
     cand_valid = np.concatenate([np.asarray(proposal_valid, bool), gt_valid])
-    labels, matched, _ = match_np(cand, gt_boxes, gt_valid, positive_iou, positive_iou,
+    labels, matched, _ = match_np(cand, gt_boxes, gt_valid, positive_iou, negative_iou=positive_iou,
                                   allow_low_quality=False, ignore_boxes=ignore_boxes,
                                   ignore_ioa=ignore_ioa)
     labels = np.where(cand_valid, labels, -1)
@@ -149,14 +149,14 @@ def roi_targets_np(proposals, proposal_valid, gt_boxes, gt_class_ids, gt_masks,
     p = positive_slots(num_samples, positive_fraction)
     s = np.asarray(gt_masks).shape[0]
     frames = gt_boxes if mini_masks else np.tile([[0.0, 0.0, s, s]], (len(gt_boxes), 1))
-    mask_targets = mask_targets_np(gt_masks, frames, rois[:p], gt_index[:p], mask_shape)
+    mask_targets = mask_targets_np(gt_masks, frames, rois[:p], gt_index[:p], mask_shape=mask_shape)
     mask_targets[~pos[:p]] = 0
     return {"rois": rois, "labels": lab, "class_targets": class_targets.astype(np.int32),
             "box_targets": box_targets, "mask_targets": mask_targets,
             "positive": pos[:p], "gt_index": gt_index}
 
 
-def roi_targets_ops(proposals, proposal_valid, gt_boxes, gt_class_ids, gt_masks,
+def roi_targets_ops(proposals, proposal_valid, gt_boxes, gt_class_ids, *, gt_masks,
                     ignore_boxes=None, ignore_valid=None, num_samples: int = 512,
                     positive_fraction: float = 0.25, positive_iou: float = 0.5,
                     mask_shape=(28, 28), mini_masks: bool = True, seed=None, keys=None,
@@ -187,7 +187,7 @@ def roi_targets_ops(proposals, proposal_valid, gt_boxes, gt_class_ids, gt_masks,
     gt_valid = (gt_class_ids > 0) & (box_ops.area_ops(gt_boxes) > 0)
     cand = ops.concatenate([proposals, gt_boxes], axis=1)
     cand_valid = ops.concatenate([ops.cast(proposal_valid, "bool"), gt_valid], axis=1)
-    labels, matched, _ = match_ops(cand, gt_boxes, gt_valid, positive_iou, positive_iou,
+    labels, matched, _ = match_ops(cand, gt_boxes, gt_valid, positive_iou, negative_iou=positive_iou,
                                    allow_low_quality=False, ignore_boxes=ignore_boxes,
                                    ignore_valid=ignore_valid, ignore_ioa=ignore_ioa)
     labels = ops.where(cand_valid, labels, -1)
@@ -205,7 +205,7 @@ def roi_targets_ops(proposals, proposal_valid, gt_boxes, gt_class_ids, gt_masks,
     else:
         s = float(gt_masks.shape[1])
         frames = ops.zeros_like(gt_boxes) + ops.convert_to_tensor([0.0, 0.0, s, s])
-    masks = mask_targets_ops(gt_masks, frames, rois[:, :p], gt_index[:, :p], mask_shape)
+    masks = mask_targets_ops(gt_masks, frames, rois[:, :p], gt_index[:, :p], mask_shape=mask_shape)
     masks = ops.where(pos[:, :p, None, None], masks, 0.0)
     out = {"rois": rois, "labels": lab, "class_targets": ops.cast(class_targets, "int32"),
            "box_targets": box_targets, "mask_targets": masks, "positive": pos[:, :p],

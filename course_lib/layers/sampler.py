@@ -42,7 +42,7 @@ def positive_slots(num_samples: int, positive_fraction: float) -> int:
     return int(round(num_samples * positive_fraction))
 
 
-def sample_np(labels, num_samples: int, positive_fraction: float, keys=None, rng=None):
+def sample_np(labels, num_samples: int, positive_fraction: float, keys=None, *, rng=None):
     """Balanced sample of one image's candidates (NumPy reference of :func:`sample_ops`).
 
     Args:
@@ -88,7 +88,7 @@ def _top(keys, k: int, width: int):
     return values, index
 
 
-def sample_ops(labels, num_samples: int, positive_fraction: float, seed=None, keys=None):
+def sample_ops(labels, num_samples: int, positive_fraction: float, seed=None, *, keys=None):
     """Batched, fixed-shape balanced sampler (``keras.ops``).
 
     Args:

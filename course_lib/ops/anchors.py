@@ -67,7 +67,7 @@ def cell_anchors(scales, ratios) -> np.ndarray:
     return np.stack([-h / 2, -w / 2, h / 2, w / 2], axis=1)
 
 
-def level_anchors(image_shape, scales, ratios, stride: int, anchor_stride: int = 1) -> np.ndarray:
+def level_anchors(image_shape, scales, ratios, stride: int, *, anchor_stride: int = 1) -> np.ndarray:
     """Anchors of one pyramid level.
 
     Args:
@@ -104,7 +104,7 @@ def _per_level_scales(scales, n_levels: int) -> list[list[float]]:
     return [_as_list(s) for s in scales]
 
 
-def level_counts(image_shape, scales, ratios, strides, anchor_stride: int = 1) -> list[int]:
+def level_counts(image_shape, scales, ratios, strides, *, anchor_stride: int = 1) -> list[int]:
     """Number of anchors on each level, in the order of ``strides``.
 
     Taught in notebooks/06_anchors_and_rpn.
@@ -119,7 +119,7 @@ def level_counts(image_shape, scales, ratios, strides, anchor_stride: int = 1) -
 
 
 def pyramid_anchors(image_shape, scales=DEFAULT_SCALES, ratios=DEFAULT_RATIOS,
-                    strides=DEFAULT_STRIDES, anchor_stride: int = 1) -> np.ndarray:
+                    strides=DEFAULT_STRIDES, *, anchor_stride: int = 1) -> np.ndarray:
     """Anchors of every pyramid level, concatenated level by level.
 
     Args:
@@ -136,6 +136,6 @@ def pyramid_anchors(image_shape, scales=DEFAULT_SCALES, ratios=DEFAULT_RATIOS,
     """
     per_level = _per_level_scales(scales, len(strides))
     return np.concatenate([
-        level_anchors(image_shape, s, ratios, t, anchor_stride)
+        level_anchors(image_shape, s, ratios, t, anchor_stride=anchor_stride)
         for s, t in zip(per_level, strides, strict=True)
     ], axis=0)

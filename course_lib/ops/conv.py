@@ -45,7 +45,7 @@ def effective_kernel_size(k: int, dilation: int = 1) -> int:
 
 
 def padding_amounts(n: int, k: int, stride: int = 1, padding: Padding = "valid",
-                    dilation: int = 1) -> tuple[int, int]:
+                    *, dilation: int = 1) -> tuple[int, int]:
     """``(before, after)`` zeros added along one axis of length ``n``.
 
     ``"same"`` pads a total of ``max((ceil(n/s) - 1)·s + k_eff - n, 0)`` and puts the odd one
@@ -69,7 +69,7 @@ def padding_amounts(n: int, k: int, stride: int = 1, padding: Padding = "valid",
 
 
 def conv_output_size(n: int, k: int, stride: int = 1, padding: Padding = "valid",
-                     dilation: int = 1) -> int:
+                     *, dilation: int = 1) -> int:
     """Output length of a convolution (or pooling) along one axis.
 
     ``floor((n + p_before + p_after - k_eff) / stride) + 1`` with ``k_eff = d·(k-1) + 1``;
@@ -89,7 +89,7 @@ def conv_output_size(n: int, k: int, stride: int = 1, padding: Padding = "valid"
     """
     for name, value in (("n", n), ("k", k), ("stride", stride), ("dilation", dilation)):
         _check_positive(name, value)
-    before, after = padding_amounts(n, k, stride, padding, dilation)
+    before, after = padding_amounts(n, k, stride, padding, dilation=dilation)
     k_eff = effective_kernel_size(k, dilation)
     span = n + before + after - k_eff
     if span < 0:
@@ -120,13 +120,13 @@ def _as_batch(x: np.ndarray, name: str = "x") -> tuple[np.ndarray, bool]:
 
 
 def _pad_input(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-               padding: Padding, dilation: tuple[int, int], value: float = 0.0) -> np.ndarray:
+               padding: Padding, *, dilation: tuple[int, int], value: float = 0.0) -> np.ndarray:
     """Pad ``(N, H, W, C)`` on H and W as ``padding`` asks, with ``value``."""
-    (top, bottom) = padding_amounts(x.shape[1], kernel[0], stride[0], padding, dilation[0])
-    (left, right) = padding_amounts(x.shape[2], kernel[1], stride[1], padding, dilation[1])
+    (top, bottom) = padding_amounts(x.shape[1], kernel[0], stride[0], padding, dilation=dilation[0])
+    (left, right) = padding_amounts(x.shape[2], kernel[1], stride[1], padding, dilation=dilation[1])
     # Validate sizes with the clear message of conv_output_size.
-    conv_output_size(x.shape[1], kernel[0], stride[0], padding, dilation[0])
-    conv_output_size(x.shape[2], kernel[1], stride[1], padding, dilation[1])
+    conv_output_size(x.shape[1], kernel[0], stride[0], padding, dilation=dilation[0])
+    conv_output_size(x.shape[2], kernel[1], stride[1], padding, dilation=dilation[1])
     return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
 
 
@@ -147,7 +147,7 @@ def _check_kernel(x: np.ndarray, w: np.ndarray, b) -> tuple[np.ndarray, np.ndarr
 
 
 def conv2d_loops(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1,
-                 padding: Padding = "valid", dilation=1) -> np.ndarray:
+                 *, padding: Padding = "valid", dilation=1) -> np.ndarray:
     """2-D convolution written as the definition: loops over outputs, taps and channels.
 
     ``y[n, i, j, o] = b[o] + sum_{u, v, c} xp[n, i·s + u·d, j·s + v·d, c] · w[u, v, c, o]``
@@ -170,7 +170,7 @@ def conv2d_loops(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stri
     sh, sw = _pair("stride", stride)
     dh, dw = _pair("dilation", dilation)
     kh, kw, c_in, c_out = w.shape
-    xp = _pad_input(x.astype(np.float64), (kh, kw), (sh, sw), padding, (dh, dw))
+    xp = _pad_input(x.astype(np.float64), (kh, kw), (sh, sw), padding, dilation=(dh, dw))
     h_out = (xp.shape[1] - effective_kernel_size(kh, dh)) // sh + 1
     w_out = (xp.shape[2] - effective_kernel_size(kw, dw)) // sw + 1
     y = np.zeros((x.shape[0], h_out, w_out, c_out))
@@ -201,7 +201,7 @@ def _windows(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1,
-           padding: Padding = "valid", dilation=1) -> np.ndarray:
+           *, padding: Padding = "valid", dilation=1) -> np.ndarray:
     """Vectorised 2-D convolution (same result as :func:`conv2d_loops`, and as Keras).
 
     Every window is viewed (no copy) with ``sliding_window_view``, then one ``einsum``
@@ -226,7 +226,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1,
     kernel = w.shape[:2]
     stride, dilation = _pair("stride", stride), _pair("dilation", dilation)
     dtype = np.result_type(x.dtype, w.dtype, np.float32)
-    xp = _pad_input(x.astype(dtype, copy=False), kernel, stride, padding, dilation)
+    xp = _pad_input(x.astype(dtype, copy=False), kernel, stride, padding, dilation=dilation)
     win = _windows(xp, kernel, stride, dilation)
     y = np.einsum("nhwcuv,uvco->nhwo", win, w.astype(dtype, copy=False), optimize=True)
     if b is not None:
@@ -234,13 +234,13 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1,
     return y[0] if squeezed else y
 
 
-def _pool(x, pool_size, strides, padding, reduce) -> np.ndarray:
+def _pool(x, pool_size, strides, padding, *, reduce) -> np.ndarray:
     x, squeezed = _as_batch(x)
     pool = _pair("pool_size", pool_size)
     stride = pool if strides is None else _pair("strides", strides)
     # NaN marks padding so that max and mean ignore it, as Keras does with "same" pooling:
     # the average divides by the number of real pixels in the window, not by the window size.
-    xp = _pad_input(x.astype(np.float64), pool, stride, padding, (1, 1), value=np.nan)
+    xp = _pad_input(x.astype(np.float64), pool, stride, padding, dilation=(1, 1), value=np.nan)
     win = _windows(xp, pool, stride, (1, 1))
     out = reduce(win, axis=(-2, -1))
     return out[0] if squeezed else out
@@ -259,7 +259,7 @@ def max_pool2d(x: np.ndarray, pool_size=2, strides=None, padding: str = "valid")
 
     Taught in notebooks/03_convolution.
     """
-    return _pool(x, pool_size, strides, padding, np.nanmax)
+    return _pool(x, pool_size, strides, padding, reduce=np.nanmax)
 
 
 def avg_pool2d(x: np.ndarray, pool_size=2, strides=None, padding: str = "valid") -> np.ndarray:
@@ -269,7 +269,7 @@ def avg_pool2d(x: np.ndarray, pool_size=2, strides=None, padding: str = "valid")
 
     Taught in notebooks/03_convolution.
     """
-    return _pool(x, pool_size, strides, padding, np.nanmean)
+    return _pool(x, pool_size, strides, padding, reduce=np.nanmean)
 
 
 class RFStep(NamedTuple):

@@ -409,7 +409,13 @@ def masks_to_labels_by_score(masks: np.ndarray, scores: np.ndarray) -> np.ndarra
     return labels
 
 
-def detections_to_labels(detections: dict, min_score: float = 0.5) -> np.ndarray:
+#: Detections below this confidence are left out of label images (the DSB score counts
+#: every predicted instance; COCO AP, which ranks by score, takes all of them).
+MIN_SCORE_FOR_LABELS = 0.5
+
+
+def detections_to_labels(detections: dict, min_score: float = MIN_SCORE_FOR_LABELS
+                         ) -> np.ndarray:
     """``H×W int32`` instance labels of one image's Mask R-CNN detections (``detect``'s dict):
     detections scoring below ``min_score`` are left out, a contested pixel goes to the better
     score (:func:`masks_to_labels_by_score`).

@@ -24,7 +24,7 @@ from course_lib.ops.boxes import iou, iou_ops
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5,
-        max_output: int | None = None, score_threshold: float = -np.inf) -> np.ndarray:
+        max_output: int | None = None, *, score_threshold: float = -np.inf) -> np.ndarray:
     """Greedy NMS (NumPy reference).
 
     Args:
@@ -57,7 +57,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5,
 
 
 def batched_padded_nms(boxes, scores, max_output: int, iou_threshold: float = 0.5,
-                       score_threshold: float = float("-inf"), tile_size: int = 256):
+                       *, score_threshold: float = float("-inf"), tile_size: int = 256):
     """Fixed-shape NMS on a batch (``keras.ops`` twin of :func:`nms`).
 
     Args:
@@ -155,7 +155,7 @@ def batched_padded_nms(boxes, scores, max_output: int, iou_threshold: float = 0.
 
 
 def padded_nms(boxes, scores, max_output: int, iou_threshold: float = 0.5,
-               score_threshold: float = float("-inf"), tile_size: int = 256):
+               *, score_threshold: float = float("-inf"), tile_size: int = 256):
     """Fixed-shape NMS of one image: ``(N, 4)``, ``(N,)`` -> ``((max_output,) indices, count)``.
 
     Indices are best first and padded with ``-1``; ``count`` is a scalar int32. See
@@ -166,5 +166,5 @@ def padded_nms(boxes, scores, max_output: int, iou_threshold: float = 0.5,
     boxes = ops.convert_to_tensor(boxes, dtype="float32")
     scores = ops.convert_to_tensor(scores, dtype="float32")
     kept, count = batched_padded_nms(boxes[None], scores[None], max_output, iou_threshold,
-                                     score_threshold, tile_size)
+                                     score_threshold=score_threshold, tile_size=tile_size)
     return kept[0], count[0]

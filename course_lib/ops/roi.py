@@ -189,7 +189,7 @@ def bilinear_sample(features, y, x) -> np.ndarray:
 
 
 def roi_align_sample_points(boxes, output_size, spatial_scale: float, sampling_ratio: int = 2,
-                            aligned: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                            *, aligned: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Where RoIAlign samples, on the feature grid.
 
     Args:
@@ -225,7 +225,7 @@ def roi_align_sample_points(boxes, output_size, spatial_scale: float, sampling_r
     return axis_points(0, out_h), axis_points(1, out_w)
 
 
-def roi_align(features, boxes, output_size, spatial_scale: float, sampling_ratio: int = 2,
+def roi_align(features, boxes, output_size, spatial_scale: float, *, sampling_ratio: int = 2,
               aligned: bool = True) -> np.ndarray:
     """RoIAlign (NumPy reference): bilinear samples averaged per bin, no rounding anywhere.
 
@@ -244,7 +244,7 @@ def roi_align(features, boxes, output_size, spatial_scale: float, sampling_ratio
     Taught in notebooks/07_roi_pool_vs_roi_align.
     """
     features = _check_features(features)
-    ys, xs = roi_align_sample_points(boxes, output_size, spatial_scale, sampling_ratio, aligned)
+    ys, xs = roi_align_sample_points(boxes, output_size, spatial_scale, sampling_ratio, aligned=aligned)
     # Every (row, column) pair of a box: broadcast to (N, h, sr, w, sr).
     grid_y = ys[:, :, :, None, None]
     grid_x = xs[:, None, None, :, :]
@@ -333,7 +333,7 @@ def roi_pool(features, boxes, output_size, spatial_scale: float) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 
 def fpn_level(boxes, k0: int = 4, canonical: float = 224.0, min_level: int = 2,
-              max_level: int = 5) -> np.ndarray:
+              *, max_level: int = 5) -> np.ndarray:
     """Which pyramid level each box is pooled from (FPN paper, eq. 1).
 
     ``k = floor(k0 + log2(sqrt(w * h) / canonical))``, clamped to ``[min_level, max_level]``:
@@ -372,7 +372,7 @@ def _level_strides(n_levels: int, min_level: int, strides) -> list[float]:
 
 
 def multilevel_roi_align(feature_list: Sequence, boxes, output_size, sampling_ratio: int = 2,
-                         aligned: bool = True, strides=None, k0: int = 4,
+                         *, aligned: bool = True, strides=None, k0: int = 4,
                          canonical: float = 224.0, min_level: int = 2) -> np.ndarray:
     """RoIAlign over a feature pyramid: each box is pooled from the level :func:`fpn_level` picks.
 
@@ -397,14 +397,14 @@ def multilevel_roi_align(feature_list: Sequence, boxes, output_size, sampling_ra
         raise ValueError(f"all pyramid levels must have the same channels; got {sorted(channels)}")
     boxes = _check_boxes(boxes)
     strides = _level_strides(len(feature_list), min_level, strides)
-    levels = fpn_level(boxes, k0, canonical, min_level, min_level + len(feature_list) - 1)
+    levels = fpn_level(boxes, k0, canonical, min_level, max_level=min_level + len(feature_list) - 1)
     out_h, out_w = _pair(output_size)
     out = np.zeros((boxes.shape[0], out_h, out_w, channels.pop()))
     for i, (feat, stride) in enumerate(zip(feature_list, strides, strict=True)):
         pick = levels == min_level + i
         if pick.any():
             out[pick] = roi_align(feat, boxes[pick], (out_h, out_w), 1.0 / stride,
-                                  sampling_ratio, aligned)
+                                  sampling_ratio=sampling_ratio, aligned=aligned)
     return out
 
 
@@ -413,7 +413,7 @@ def multilevel_roi_align(feature_list: Sequence, boxes, output_size, sampling_ra
 # ------------------------------------------------------------------------------------------
 
 def fpn_level_ops(boxes, k0: int = 4, canonical: float = 224.0, min_level: int = 2,
-                  max_level: int = 5):
+                  *, max_level: int = 5):
     """:func:`fpn_level` in ``keras.ops``: boxes ``(..., 4)`` -> int32 levels ``(...)``.
 
     Taught in notebooks/07_roi_pool_vs_roi_align.
@@ -562,7 +562,7 @@ def _check_output_size_ops(output_size, sampling_ratio):
     return out_h, out_w, check_sampling_ratio(sampling_ratio)
 
 
-def roi_align_ops(features, boxes, output_size, spatial_scale: float, sampling_ratio: int = 2,
+def roi_align_ops(features, boxes, output_size, spatial_scale: float, *, sampling_ratio: int = 2,
                   aligned: bool = True):
     """RoIAlign in ``keras.ops`` (the twin of :func:`roi_align`), batched with fixed shapes.
 
@@ -599,7 +599,7 @@ def roi_align_ops(features, boxes, output_size, spatial_scale: float, sampling_r
 
 
 def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, sampling_ratio: int = 2,
-                             aligned: bool = True, strides=None, k0: int = 4,
+                             *, aligned: bool = True, strides=None, k0: int = 4,
                              canonical: float = 224.0, min_level: int = 2,
                              for_training: bool = False):
     """Multi-level RoIAlign in ``keras.ops`` (twin of :func:`multilevel_roi_align`).
@@ -641,7 +641,7 @@ def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, samplin
         [ops.reshape(f, (-1, h * w, channels)) for f, (h, w) in zip(feature_list, sizes, strict=True)],
         axis=1)
     flat = ops.reshape(table, (-1, channels))
-    levels = fpn_level_ops(boxes, k0, canonical, min_level, min_level + len(feature_list) - 1)
+    levels = fpn_level_ops(boxes, k0, canonical, min_level, max_level=min_level + len(feature_list) - 1)
     idx = levels - min_level                                              # (B, N)
     lookup = lambda values, dtype: ops.take(ops.convert_to_tensor(np.asarray(values), dtype), idx)  # noqa: E731
     b = ops.shape(boxes)[0]

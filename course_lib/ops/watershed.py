@@ -63,7 +63,7 @@ def connected_components(prob_or_mask: np.ndarray, threshold: float = 0.5,
 
 def watershed_instances(prob_or_mask: np.ndarray, threshold: float = 0.5,
                         min_distance: int = 4, min_size: int = 0,
-                        smooth: float = 1.0) -> np.ndarray:
+                        *, smooth: float = 1.0) -> np.ndarray:
     """Split touching nuclei: watershed of ``-distance`` from peaks of the distance transform.
 
     Args:

@@ -111,7 +111,7 @@ def nearest_two_distances(labels: np.ndarray, cutoff: float | None = None
 
 
 def border_weight(labels: np.ndarray, w0: float = W0, sigma: float = SIGMA,
-                  background_only: bool = True, tol: float = 1e-6) -> np.ndarray:
+                  background_only: bool = True, *, tol: float = 1e-6) -> np.ndarray:
     """The border term ``w0 · exp(-(d1 + d2)² / (2σ²))`` of the U-Net weight map.
 
     Args:
@@ -145,7 +145,7 @@ def border_weight(labels: np.ndarray, w0: float = W0, sigma: float = SIGMA,
 
 
 def weight_map(labels: np.ndarray, w0: float = W0, sigma: float = SIGMA,
-               class_weights: str | None = "balanced", background_only: bool = True
+               class_weights: str | None = "balanced", *, background_only: bool = True
                ) -> np.ndarray:
     """The U-Net loss weight map ``w(x) = w_c(x) + w0 · exp(-(d1 + d2)² / (2σ²))``.
 

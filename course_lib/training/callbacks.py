@@ -134,7 +134,7 @@ class ModelCheckpointer(keras.callbacks.Callback):
     """
 
     def __init__(self, manager: CheckpointManager, position: TrainingPosition, stage: int = 0,
-                 every_steps: int | None = None, last_saved=None):
+                 every_steps: int | None = None, *, last_saved=None):
         super().__init__()
         self.manager = manager
         self.position = position

@@ -270,7 +270,7 @@ class CheckpointManager:
         return None
 
 
-def _assign(variables, arrays, signature, what: str, source: Path) -> None:
+def _assign(variables, arrays, signature, what: str, *, source: Path) -> None:
     if len(variables) != len(arrays):
         raise CheckpointError(
             f"{source} holds {len(arrays)} {what} variables but the {what} has "
@@ -290,7 +290,7 @@ def restore_model(model, ckpt: Checkpoint) -> None:
 
     Taught in notebooks/11_train_nuclei.
     """
-    _assign(list(model.variables), ckpt.model_arrays, ckpt.model_signature, "model", ckpt.data)
+    _assign(list(model.variables), ckpt.model_arrays, ckpt.model_signature, "model", source=ckpt.data)
 
 
 def restore_optimizer(optimizer, trainable_variables, ckpt: Checkpoint) -> None:
@@ -301,4 +301,4 @@ def restore_optimizer(optimizer, trainable_variables, ckpt: Checkpoint) -> None:
     if not optimizer.built:
         optimizer.build(trainable_variables)
     _assign(list(optimizer.variables), ckpt.optimizer_arrays, ckpt.optimizer_signature,
-            "optimizer", ckpt.data)
+            "optimizer", source=ckpt.data)

@@ -262,7 +262,7 @@ def make_schedule(config: TrainConfig, total_steps: int) -> WarmupStepSchedule:
                          if 0 < f < 1})
     return WarmupStepSchedule(config.learning_rate, boundaries, config.lr_factor,
                               min(config.warmup_steps, max(total_steps - 1, 0)),
-                              config.warmup_factor)
+                              warmup_factor=config.warmup_factor)
 
 
 def _leaf_layers(layer, prefix: str = ""):
@@ -368,7 +368,7 @@ def _check_run_length(run_dir: Path, info: dict, config: TrainConfig) -> None:
 
 
 def _check_run_folder(run_dir: Path, model: keras.Model, model_name: str, config: TrainConfig,
-                      resume) -> None:
+                      *, resume) -> None:
     info_path = run_dir / "run.json"
     signature = model_signature(model)
     if info_path.is_file():
@@ -422,7 +422,7 @@ def _scale_own_loss_for_replicas(model: keras.Model, replicas: int) -> None:
     model.compute_loss = compute_loss
 
 
-def _compile_key(config: TrainConfig, schedule, stage: Stage, loss, metrics) -> str:
+def _compile_key(config: TrainConfig, schedule, stage: Stage, loss, *, metrics) -> str:
     """What a compiled training step depends on: optimizer settings, schedule, stage, loss.
 
     Two runs of one model object with the same key can share Keras' compiled (traced) step.
@@ -620,7 +620,7 @@ def train(model: keras.Model | Callable[[], keras.Model], train_data, run_dir: s
             # any tf.distribute strategy (Mirrored, MultiWorkerMirrored) sums replica gradients
             _scale_own_loss_for_replicas(model, distribution.handle.num_replicas_in_sync)
         name = model_name or model.name
-        _check_run_folder(run_dir, model, name, config, resume)
+        _check_run_folder(run_dir, model, name, config, resume=resume)
         return _run(model, train_data, run_dir, config, val_data=val_data, loss=loss,
                     metrics=metrics, extra_callbacks=list(callbacks), name=name, policy=policy,
                     distribution=distribution, print_fn=print_fn)
@@ -750,7 +750,7 @@ def _compile_or_reuse(session: _Session, stage: Stage) -> None:
     with the same settings (an experiment re-run from reset weights): then nothing is traced
     again and the optimizer starts from zero state."""
     model, config = session.model, session.config
-    key = _compile_key(config, session.schedule, stage, session.loss, session.metrics)
+    key = _compile_key(config, session.schedule, stage, session.loss, metrics=session.metrics)
     optimizer = getattr(model, "optimizer", None)
     if _COMPILED_FOR.get(model) == key and optimizer is not None and optimizer.built and \
             not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
@@ -789,7 +789,7 @@ def _fit_stage(session: _Session, s_idx: int, stage_end: int, *, epoch: int, bat
         view = EpochView(session.train_data, spe, first, start=start)
         position = TrainingPosition(spe, start, view)
         checkpointer = ModelCheckpointer(session.manager, position, s_idx,
-                                         session.config.checkpoint_every, last_saved)
+                                         session.config.checkpoint_every, last_saved=last_saved)
         cbs = [position, NonFiniteLossGuard(position, checkpointer), checkpointer,
                *_logging_callbacks(session.config, session.logs_dir, session.tensorboard,
                                    session.val_data is not None)]

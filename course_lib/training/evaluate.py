@@ -235,7 +235,7 @@ class Predictions(dict):
 
 
 def predict_folder(predict: Predictor, folder: str | Path, out_dir: str | Path,
-                   submission: str | Path | None = None, coco_results: str | Path | None = None,
+                   submission: str | Path | None = None, *, coco_results: str | Path | None = None,
                    scores: Callable[[np.ndarray], Sequence[float]] | None = None,
                    progress: bool = True) -> Predictions:
     """Predict every image of ``folder``; write ``out_dir/<id>.png`` label images (16-bit).
@@ -318,7 +318,7 @@ def _coco_entries(masks: np.ndarray, class_ids, image_id: int) -> list[dict]:
 
 
 def evaluate_coco(detect: Callable[[np.ndarray], dict], provider, class_names=None,
-                  progress: bool = True, per_class: bool = False) -> dict:
+                  progress: bool = True, *, per_class: bool = False) -> dict:
     """COCO box and mask AP of ``detect`` over a sample provider, through pycocotools.
 
     Args:

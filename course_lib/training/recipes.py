@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from course_lib import config as course_config
-from course_lib.ops.masks import detections_to_labels
+from course_lib.ops.masks import MIN_SCORE_FOR_LABELS, detections_to_labels
 from course_lib.training.engine import Stage, TrainConfig
 
 PRESETS = ("nuclei", "voc", "coco")
@@ -115,7 +115,9 @@ def nuclei_folder(data: str | Path | None = None) -> tuple[Path, list[Path]]:
     from course_lib.data import nuclei
 
     if data is None:
-        source, path = course_config.dataset_status()["nuclei"]
+        from course_lib.data.discovery import dataset_status
+
+        source, path = dataset_status()["nuclei"]
         if path is None:
             raise DataError(f"no nuclei data under {course_config.data_root()}; run "
                             "`python -m course_lib.data.prepare` (synthetic) or pass --data.")
@@ -220,7 +222,7 @@ def nuclei_split(samples: Sequence[Path], val_fraction: float = 0.1
 
 
 def unet_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
-                workers: int = 1, budget: str | None = None, **train_overrides) -> Recipe:
+                workers: int = 1, *, budget: str | None = None, **train_overrides) -> Recipe:
     """The U-Net recipe of notebook 10 (:mod:`course_lib.models.unet_training`) as a run.
 
     AdamW at the recipe's rate with the recipe's target: binary cross-entropy weighted by the
@@ -296,7 +298,7 @@ def initialise_from(model, init) -> object:
     return report
 
 
-def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, mode: str,
+def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, *, mode: str,
                      workers: int, root, train_overrides, budget: str | None = None,
                      augment: str = "none", init=None, windows: bool = False) -> Recipe:
     """The Mask R-CNN recipe behind every preset. ``budget``: the CPU budget's optimiser and
@@ -405,13 +407,10 @@ MASKRCNN_CPU_EPOCHS = 10
 VOC_CPU_EPOCHS = 100
 VOC_CPU_STEPS_PER_EPOCH = 25
 VOC_CPU_VAL_IMAGES = 48
-#: Detections below this confidence are left out of label images (the DSB score counts
-#: every predicted instance; COCO AP, which ranks by score, takes all of them).
-MIN_SCORE_FOR_LABELS = 0.5
 
 
 def maskrcnn_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.1,
-                    workers: int = 1, budget: str | None = None, modality: str | None = None,
+                    workers: int = 1, *, budget: str | None = None, modality: str | None = None,
                     init=None, **train_overrides) -> Recipe:
     """Mask R-CNN on a nuclei folder: :func:`course_lib.models.maskrcnn.nuclei_config` sized
     by the mode, or :func:`~course_lib.models.maskrcnn.nuclei_cpu_config` for
@@ -445,8 +444,8 @@ def maskrcnn_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.
         name = f"{name}-{modality}"
     config = maskrcnn.nuclei_cpu_config() if budget else maskrcnn.nuclei_config(mode)
     recipe = _maskrcnn_recipe(name, config, DsbFolderSamples(sample_dirs=train_dirs),
-                              DsbFolderSamples(sample_dirs=val_dirs), mode, workers, root,
-                              train_overrides, budget=budget, init=init,
+                              DsbFolderSamples(sample_dirs=val_dirs), mode=mode, workers=workers, root=root,
+                              train_overrides=train_overrides, budget=budget, init=init,
                               windows=bool(budget))
     recipe.extra.update(train_ids=[d.name for d in train_dirs],
                         val_ids=[d.name for d in val_dirs], modality=modality)
@@ -454,7 +453,7 @@ def maskrcnn_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.
 
 
 def maskrcnn_voc(data=None, mode: str | None = None, workers: int = 1,
-                 budget: str | None = None, augment: str = "none", init=None,
+                 budget: str | None = None, *, augment: str = "none", init=None,
                  **train_overrides) -> Recipe:
     """Mask R-CNN (:func:`course_lib.models.maskrcnn.voc_config`) on Pascal VOC 2012
     (``train`` / ``val`` of ``ImageSets/Segmentation``).
@@ -471,7 +470,9 @@ def maskrcnn_voc(data=None, mode: str | None = None, workers: int = 1,
     from course_lib.models import maskrcnn
 
     if data is None:
-        _, data = course_config.dataset_status()["voc"]
+        from course_lib.data.discovery import dataset_status
+
+        _, data = dataset_status()["voc"]
         if data is None:
             raise DataError(f"no VOC data under {course_config.data_root()}; run "
                             "`python -m course_lib.data.prepare` (synthetic) or pass --data.")
@@ -491,13 +492,13 @@ def maskrcnn_voc(data=None, mode: str | None = None, workers: int = 1,
     name = f"maskrcnn-voc-{budget}" if budget else "maskrcnn-voc"
     if augment != "none":
         name = f"{name}-{augment}"
-    return _maskrcnn_recipe(name, model_config, train_p, val_p if len(val_p) else None, mode,
-                            workers, data, train_overrides, budget=budget, augment=augment,
+    return _maskrcnn_recipe(name, model_config, train_p, val_p if len(val_p) else None, mode=mode,
+                            workers=workers, root=data, train_overrides=train_overrides, budget=budget, augment=augment,
                             init=init)
 
 
 def maskrcnn_coco(data=None, mode: str | None = None, val_fraction: float = 0.1,
-                  workers: int = 1, augment: str = "none", init=None,
+                  workers: int = 1, *, augment: str = "none", init=None,
                   **train_overrides) -> Recipe:
     """Mask R-CNN on a COCO instance json (``--data path/to/annotations.json``), its classes
     taken from the json; a seeded ``val_fraction`` of the images is held out. ``augment`` and
@@ -527,7 +528,7 @@ def maskrcnn_coco(data=None, mode: str | None = None, val_fraction: float = 0.1,
     return _maskrcnn_recipe("maskrcnn-coco", model_config,
                             SubsetSamples(provider, sorted(order[n_val:])),
                             SubsetSamples(provider, sorted(order[:n_val])),
-                            _mode_settings(mode).name, workers, data, train_overrides,
+                            mode=_mode_settings(mode).name, workers=workers, root=data, train_overrides=train_overrides,
                             augment=augment, init=init)
 
 

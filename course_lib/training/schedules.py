@@ -41,7 +41,7 @@ class WarmupStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, base_lr: float, boundaries: Sequence[int] = (), factor: float = 0.1,
-                 warmup_steps: int = 0, warmup_factor: float = 1.0 / 3.0):
+                 warmup_steps: int = 0, *, warmup_factor: float = 1.0 / 3.0):
         boundaries = [int(b) for b in boundaries]
         if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:], strict=False)):
             raise ValueError(f"boundaries must increase, got {boundaries}")
@@ -80,7 +80,7 @@ class WarmupStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def paper_schedule(total_steps: int, base_lr: float = 0.02, drops_at: Sequence[float] = (0.75,),
-                   factor: float = 0.1, warmup_steps: int = 500,
+                   factor: float = 0.1, *, warmup_steps: int = 500,
                    warmup_factor: float = 1.0 / 3.0) -> WarmupStepSchedule:
     """The paper's schedule scaled to ``total_steps``: drops at fractions of the run.
 
@@ -96,4 +96,4 @@ def paper_schedule(total_steps: int, base_lr: float = 0.02, drops_at: Sequence[f
     boundaries = sorted({max(1, int(round(f * total_steps))) for f in drops_at
                          if 0 < f < 1})
     warm = min(int(warmup_steps), total_steps // 10)
-    return WarmupStepSchedule(base_lr, boundaries, factor, warm, warmup_factor)
+    return WarmupStepSchedule(base_lr, boundaries, factor, warm, warmup_factor=warmup_factor)

@@ -179,11 +179,11 @@ def conv_arithmetic(n: int, k: int, stride: int = 1, padding: int | str = 0, dil
 
     Taught in notebooks/03_convolution.
     """
-    before, after = padding_amounts(n, k, stride, padding, dilation)
+    before, after = padding_amounts(n, k, stride, padding, dilation=dilation)
     sizes, size = [], n
     for _ in range(layers):
         try:
-            size = conv_output_size(size, k, stride, padding, dilation)
+            size = conv_output_size(size, k, stride, padding, dilation=dilation)
         except ValueError:
             break
         sizes.append(size)

@@ -2,8 +2,8 @@
 
 Taught in notebooks/11_train_nuclei.
 
-Every function takes the :class:`~course_lib.training.experiments.RowResult` list of
-:class:`~course_lib.training.experiments.NucleiExperiments` and draws on a given matplotlib
+Every function takes the :class:`~course_lib.experiments.nuclei.RowResult` list of
+:class:`~course_lib.experiments.nuclei.NucleiExperiments` and draws on a given matplotlib
 axis; what it drew is returned as numbers, so a notebook can check the picture against them.
 """
 

@@ -35,7 +35,7 @@ def plot_losses(results: Mapping, ax: plt.Axes | None = None,
     solid with dots, validation dashed with squares.
 
     Args:
-        results: ``{name: RunResult}`` (:func:`course_lib.training.comparison.train_runs`).
+        results: ``{name: RunResult}`` (:func:`course_lib.experiments.comparison.train_runs`).
         ax: where to draw (default: the current axes).
         keys: history keys to draw (those a run lacks are skipped).
         title: the axes' title.

@@ -161,7 +161,7 @@ def _slug(name: str) -> str:
 
 
 def train_runs(model, train_data, runs: Mapping[str, Run], run_root: str | Path | None = None,
-               val_data=None, print_fn: Callable[[str], None] = print) -> dict[str, RunResult]:
+               *, val_data=None, print_fn: Callable[[str], None] = print) -> dict[str, RunResult]:
     """Train ``model`` once per :class:`Run`, each from its own starting weights.
 
     Before each run the model's weights are set to ``run.start`` and ``train_data.augmenter``

@@ -255,7 +255,7 @@ class NucleiExperiments:
 
     def __init__(self, train_dirs: Sequence[Path], val_dirs: Sequence[Path],
                  mode: str | None = None, budget: Budget | None = None,
-                 run_root: str | Path | None = None, seed: int = 0,
+                 *, run_root: str | Path | None = None, seed: int = 0,
                  modality: dict[str, str] | None = None):
         self.mode = mode or course_config.mode()
         self.budget = budget or Budget.for_mode(self.mode)
