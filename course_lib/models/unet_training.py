@@ -21,7 +21,7 @@ the training engine (``course_lib.training``) can reuse them:
 - :func:`tile_predictor`, :func:`predict_probability`: overlap-tile prediction of any image.
 - :func:`same_padding_amounts`, :func:`whole_image_probability`: the same net on a whole
   (mirrored) image at once, as the reference that tiling should reproduce.
-- :func:`dsb_score`: the Data Science Bowl score of a model on whole validation images.
+- :func:`score_unet`: the Data Science Bowl score of a model on whole validation images.
 
 Why the quick recipe weights nucleus pixels 3, starts its classifier at a 30 % foreground
 share and leaves batch normalisation out: the seeds, scores and failed variants that led
@@ -851,9 +851,10 @@ def rebuild_for_shape(model, input_shape: tuple):
     return rebuilt
 
 
-def dsb_score(model, samples: Sequence[tuple[np.ndarray, np.ndarray]], recipe: UNetRecipe,
-              instances: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
-    """Mean Data Science Bowl average precision over whole images.
+def score_unet(model, samples: Sequence[tuple[np.ndarray, np.ndarray]], recipe: UNetRecipe,
+               instances: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
+    """The DSB score (:func:`course_lib.metrics.dsb_score`) of a U-Net on whole images: each
+    image's overlap-tiled probability (:func:`predict_probability`) turned into instances.
 
     Args:
         model: the U-Net.
@@ -864,15 +865,14 @@ def dsb_score(model, samples: Sequence[tuple[np.ndarray, np.ndarray]], recipe: U
 
     Taught in notebooks/10_unet.
     """
-    from course_lib.metrics import dsb_average_precision
+    from course_lib.metrics import dsb_score
     from course_lib.ops.masks import masks_to_labels
     from course_lib.ops.watershed import watershed_instances
 
     instances = instances or watershed_instances
-    scores = [dsb_average_precision(masks_to_labels(masks),
-                                    instances(predict_probability(model, image, recipe)))
-              for image, masks in samples]
-    return float(np.mean(scores))
+    return float(dsb_score((masks_to_labels(masks),
+                            instances(predict_probability(model, image, recipe)))
+                           for image, masks in samples))
 
 
 _LAZY = {"TileValidation": _make_tile_validation}
