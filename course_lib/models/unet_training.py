@@ -12,10 +12,11 @@ the training engine (``course_lib.training``) can reuse them:
   every epoch reads the same few images again.
 - :func:`adapted_normalization`: one fixed affine map of the pixel values, fitted on training
   tiles (the same for every tile, which overlap-tiling needs).
-- :func:`build_recipe_unet`, :func:`compile_unet`: the model and its optimiser. XLA
-  compilation is left to Keras' ``jit_compile="auto"``: on for JAX and on GPUs, off for
-  TensorFlow on a CPU, where compiling costs more than a few dozen steps gain.
-- :func:`train_unet`: seed, data, normalisation, model, ``fit`` with a fixed validation set.
+- :func:`build_recipe_unet`: the model (the engine compiles it, with Keras'
+  ``jit_compile="auto"``: XLA on for JAX and on GPUs, off for TensorFlow on a CPU, where
+  compiling costs more than a few dozen steps gain).
+- training itself is the engine's (:func:`course_lib.experiments.unet.train_unet` for
+  notebook 10, :func:`course_lib.training.recipes.unet_nuclei` for the command line).
 - :class:`TileValidation`: per-epoch validation on fixed tiles: plain cross-entropy on all
   pixels and on the gap pixels between touching nuclei (where the weight map acts).
 - :func:`tile_predictor`, :func:`predict_probability`: overlap-tile prediction of any image.
@@ -563,20 +564,6 @@ def build_recipe_unet(recipe: UNetRecipe, normalization=None, input_shape=None):
     return model
 
 
-def compile_unet(model, recipe: UNetRecipe) -> None:
-    """Adam at the recipe's rate, binary cross-entropy; ``jit_compile="auto"``.
-
-    "auto" lets Keras choose XLA where it pays: JAX (whose eager mode runs op by op) and any
-    GPU; TensorFlow on a CPU stays eager-graph (compiling costs more than a short run gains).
-
-    Taught in notebooks/10_unet.
-    """
-    import keras
-
-    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate),
-                  loss="binary_crossentropy", jit_compile="auto")
-
-
 @functools.cache
 def _make_tile_validation():
     import keras
@@ -623,66 +610,6 @@ def predict_tiles_in_batches(model, tiles: np.ndarray, batch_size: int = 16) -> 
     predict = tile_predictor(model, batch_size)
     return np.concatenate([predict(tiles[i:i + batch_size])
                            for i in range(0, len(tiles), batch_size)])
-
-
-class TrainedUNet:
-    """What :func:`train_unet` returns: the model, its recipe and the training history.
-
-    Attributes:
-        model: the trained Keras model (input ``(None, None, 3)``, output ``(…, 1)``).
-        recipe: the :class:`UNetRecipe` it was trained with.
-        history: metric name -> per-epoch values (``loss``, ``val_bce``, ``val_gap_bce``).
-        dataset: the training ``UNetDataset`` (its provider caches the decoded images).
-
-    Taught in notebooks/10_unet.
-    """
-
-    def __init__(self, model, recipe, history, dataset):
-        self.model, self.recipe, self.history, self.dataset = model, recipe, history, dataset
-
-    def probability(self, image: np.ndarray) -> np.ndarray:
-        """Overlap-tiled ``H×W`` nucleus probability of one image (:func:`predict_probability`)."""
-        return predict_probability(self.model, image, self.recipe)
-
-
-def train_unet(train_dirs: Sequence[str | Path], recipe: UNetRecipe,
-               val_dirs: Sequence[str | Path] | None = None, callbacks: Sequence = (),
-               dataset=None, before_fit: Callable | None = None) -> TrainedUNet:
-    """Seed, build, normalise, compile and ``fit`` the recipe's U-Net on nuclei folders.
-
-    Args:
-        train_dirs: DSB-layout sample folders to cut training tiles from.
-        recipe: the run's settings (its ``seed`` seeds weights and tiles).
-        val_dirs: folders for :class:`TileValidation` (``val_bce``, ``val_gap_bce`` per
-            epoch); ``None`` for none.
-        callbacks: more Keras callbacks, run after the validation callback.
-        dataset: a training dataset to reuse (e.g. to share its image cache between runs);
-            by default :func:`training_dataset`. Its tile seed is set to the recipe's.
-        before_fit: ``f(model)`` called after compiling, before ``fit`` (e.g. to score the
-            untrained net).
-
-    Taught in notebooks/10_unet.
-    """
-    config.set_seed(recipe.seed)
-    if dataset is None:
-        dataset = training_dataset(train_dirs, recipe)
-    else:
-        dataset.weight_fn = recipe_weight_fn(recipe)
-        dataset.seed = recipe.seed
-        dataset.set_epoch(0)          # the same tiles, epoch by epoch, as a fresh dataset
-    norm = adapted_normalization(dataset, recipe.norm_batches)
-    model = build_recipe_unet(recipe, norm)
-    compile_unet(model, recipe)
-    if before_fit is not None:
-        before_fit(model)
-    cbs = []
-    if val_dirs:
-        cbs.append(_make_tile_validation()(validation_tiles(val_dirs, recipe)))
-    cbs.extend(callbacks)
-    steps = recipe.steps_per_epoch and min(recipe.steps_per_epoch, len(dataset))
-    fitted = model.fit(dataset, epochs=recipe.epochs, steps_per_epoch=steps, verbose=0,
-                       callbacks=cbs)
-    return TrainedUNet(model, recipe, dict(fitted.history), dataset)
 
 
 # --------------------------------------------------------------------------------------

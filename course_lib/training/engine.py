@@ -117,7 +117,8 @@ class TrainConfig:
         epochs: total epochs when ``stages`` is empty (one stage training everything).
         stages: the :class:`Stage` sequence; total epochs is then their sum.
         steps_per_epoch: batches per epoch (``None``: the whole dataset).
-        optimizer: ``"sgd"`` (momentum, decoupled weight decay) or ``"adamw"``.
+        optimizer: ``"sgd"`` (momentum, decoupled weight decay), ``"adamw"``, or ``"adam"``
+            (no weight decay: notebook 10's U-Net recipe).
         learning_rate: base rate after warm-up.
         momentum: SGD momentum (0.9 in the paper).
         weight_decay: decoupled weight decay per step, multiplied by the rate (1e-4 in the
@@ -235,7 +236,8 @@ def apply_precision(policy: str = "auto") -> str:
 
 
 def make_optimizer(config: TrainConfig, schedule) -> keras.optimizers.Optimizer:
-    """SGD (momentum, decoupled weight decay) or AdamW with clipping, driven by ``schedule``.
+    """SGD (momentum, decoupled weight decay), AdamW or Adam, with clipping, driven by
+    ``schedule``.
 
     Taught in notebooks/11_train_nuclei.
     """
@@ -245,8 +247,12 @@ def make_optimizer(config: TrainConfig, schedule) -> keras.optimizers.Optimizer:
         opt = keras.optimizers.SGD(momentum=config.momentum, **common)
     elif config.optimizer == "adamw":
         opt = keras.optimizers.AdamW(**common)
+    elif config.optimizer == "adam":   # notebook 10's U-Net recipe: plain Adam
+        if config.weight_decay:
+            raise ValueError("optimizer='adam' takes no weight decay; use 'adamw' for that")
+        opt = keras.optimizers.Adam(learning_rate=schedule, clipnorm=config.clipnorm)
     else:
-        raise ValueError(f"optimizer={config.optimizer!r}: use 'sgd' or 'adamw'")
+        raise ValueError(f"optimizer={config.optimizer!r}: use 'sgd', 'adamw' or 'adam'")
     if config.weight_decay:
         # decaying a normalisation layer's scale towards 0 would switch channels off
         opt.exclude_from_weight_decay(var_names=["gamma", "beta"])
