@@ -1,7 +1,13 @@
 """Benchmark: Mask R-CNN inference images/s on the CPU and where the time goes.
 
 Run: ``python bench/bench_maskrcnn_infer.py [--size 512] [--batch 2] [--repeats 3]
-[--backbone resnet50]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set unless already given).
+[--backbone resnet50] [--peer-python ENV/bin/python]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set
+unless already given).
+
+``--peer-python`` also times torchvision's Mask R-CNN in eval mode on the same images in the
+same run (``bench/peer_torchvision_infer.py`` under that interpreter: a throw-away venv with
+torch and torchvision; the course never depends on them), detections capped alike (100 an
+image, no score threshold), and prints the ratio of images/s.
 
 ResNet-50-FPN at 512×512, random initialisation, the paper's test settings (1000 proposals
 per image, 100 detections). The whole inference model is timed (compiled ``predict_on_batch``),
@@ -19,8 +25,11 @@ Figures are wall-clock medians; on a loaded machine compare the shares, not the 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import tempfile
 import time
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -53,6 +62,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--peer-python", help="interpreter of a venv with torch + torchvision")
     args = parser.parse_args()
 
     cfg = M.MaskRCNNConfig(image_size=args.size, num_classes=2, backbone=args.backbone,
@@ -63,6 +73,7 @@ def main() -> None:
     s = args.size
     x = {"images": rng.uniform(0, 255, (args.batch, s, s, 3)).astype("float32"),
          "image_meta": np.tile(np.array([[s, s, 0, 0, s, s, 1.0]], "float32"), (args.batch, 1))}
+    peer = time_peer(args.peer_python, x["images"], args.repeats) if args.peer_python else None
     whole = median_time(lambda: model.predict_on_batch(x), args.repeats)
 
     images = tf.constant(x["images"])
@@ -107,6 +118,26 @@ def main() -> None:
     for name, t in split.items():
         print(f"  {name:48s} {t:6.2f} s  ({t / total:5.1%})")
     print(f"  {'sum of the stages':48s} {total:6.2f} s  ({total / whole:.2f}x the whole)")
+    if peer:
+        print(f"peer {peer['peer']}, {peer['threads']} threads, ATen dispatching "
+              f"{peer['cpu_capability']}: {peer['median_s']:.2f} s/batch (runs "
+              f"{', '.join(f'{t:.2f}' for t in peer['times_s'])}; first {peer['first_s']:.1f} s), "
+              f"{peer['detections_per_image']} detections per image")
+        print(f"measured in this run: ours {whole:.2f} s/batch vs torchvision "
+              f"{peer['median_s']:.2f} s/batch -> ours runs at {peer['median_s'] / whole:.2f}x "
+              "the peer's images/s")
+
+
+def time_peer(python: str, images: np.ndarray, repeats: int) -> dict:
+    """torchvision's inference on ``images`` in a subprocess under ``python`` (its own venv),
+    run first, so that its threads do not share the cores with TensorFlow's."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_torchvision_infer.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "images.npy")
+        np.save(path, images)
+        done = subprocess.run([python, script, path, "--repeats", str(repeats)], check=True,
+                              capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

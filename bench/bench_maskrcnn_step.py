@@ -176,7 +176,8 @@ def main() -> None:
     if args.peer_python:   # first, so its threads do not share the cores with TensorFlow's
         peer = time_peer(args.peer_python, batch, args.instances, args.steps,
                          bf16=args.precision == "mixed_bfloat16", lr=args.lr)
-        print(f"peer {peer['peer']}, {peer['threads']} threads: first step {peer['first_s']:.1f}"
+        print(f"peer {peer['peer']}, {peer['threads']} threads, ATen dispatching "
+              f"{peer.get('cpu_capability', '?')}: first step {peer['first_s']:.1f}"
               f" s, then {peer['median_s']:.2f} s/step (runs "
               f"{', '.join(f'{t:.2f}' for t in peer['times_s'])}), "
               f"{peer['parameters']:,} parameters; its mask head ran on "

@@ -88,7 +88,10 @@ def main() -> None:
     times = [step() for _ in range(args.steps)]
     print(json.dumps({"peer": f"torchvision {torchvision.__version__} (torch {torch.__version__})"
                               + (", bfloat16 autocast" if args.bf16 else ""),
-                      "threads": torch.get_num_threads(), "first_s": first, "times_s": times,
+                      "threads": torch.get_num_threads(),
+                      # what ATen dispatches to (ATEN_CPU_CAPABILITY caps it): the cap's proof
+                      "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                      "first_s": first, "times_s": times,
                       "median_s": statistics.median(times),
                       "positive_rois_per_image": statistics.mean(sum(positives, [])),
                       "positive_rois_per_step": positives, "lr": args.lr,
