@@ -150,3 +150,28 @@ def test_recipe_weights_hand_worked():
     assert weights[0, 0] == pytest.approx(1 + 10 * math.exp(-((4 ** 2 + 4) ** 0.5 + (9 ** 2 + 4) ** 0.5) ** 2 / 50), abs=1e-4)
     flat = ut.recipe_weight_fn(ut.UNetRecipe(w0=0.0, foreground_weight=1.0))(labels)
     assert np.all(flat == 1.0)
+
+
+class _PaintedUNet:
+    """A stand-in U-Net that reads the nucleus probability off the image's red channel (the
+    images below paint nuclei red at 255): ``predict_on_batch`` is all the tiled predictor
+    calls, pixel by pixel, so the tiling cannot change its answer."""
+
+    def predict_on_batch(self, batch):
+        return np.asarray(batch, np.float32)[..., :1] / 255.0
+
+
+def test_score_unet_is_the_dsb_score_of_its_instances_worked_by_hand():
+    """Three separate square nuclei, the image paints two of them: two perfect matches and one
+    miss at every threshold, so each image scores TP / (TP + FP + FN) = 2 / 3; a second image
+    painted in full scores 1. The mean, 5 / 6, is what metrics.dsb_score gives too."""
+    masks = np.zeros((48, 48, 3), bool)
+    for k, (r, c) in enumerate([(4, 4), (4, 30), (30, 16)]):
+        masks[r:r + 12, c:c + 12, k] = True
+    partial = np.zeros((48, 48, 3), np.uint8)
+    partial[..., 0] = 255 * masks[..., :2].any(axis=-1)
+    full = np.zeros((48, 48, 3), np.uint8)
+    full[..., 0] = 255 * masks.any(axis=-1)
+    recipe = ut.UNetRecipe(tile_size=32, margin=4, test_views=1)
+    score = ut.score_unet(_PaintedUNet(), [(partial, masks), (full, masks)], recipe)
+    assert score == pytest.approx((2 / 3 + 1.0) / 2)
