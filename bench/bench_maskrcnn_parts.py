@@ -93,16 +93,20 @@ def main() -> None:
           f"{roi.TRAIN_GATHER_CHUNK_BYTES / 2**20:g} MiB")
 
     timed("RPN targets (forward)", lambda: rpn_targets_ops(
-        anchors, gt["gt_boxes"], gt["gt_valid"], gt["ignore_boxes"], ignore_valid=gt["ignore_valid"],
-        positive_iou=cfg.rpn_positive_iou, negative_iou=cfg.rpn_negative_iou, samples=cfg.rpn_batch_per_image,
+        anchors, gt["gt_boxes"], gt["gt_valid"], gt["ignore_boxes"],
+        ignore_valid=gt["ignore_valid"],
+        positive_iou=cfg.rpn_positive_iou, negative_iou=cfg.rpn_negative_iou,
+        samples=cfg.rpn_batch_per_image,
         positive_fraction=cfg.rpn_positive_fraction, seed=0))
     proposals, _, valid = timed("proposals: top-k per level, decode, NMS (forward)",
                                 lambda: model.train_proposals([rpn_logits, rpn_deltas, anchors,
                                                                inputs["image_meta"]]))
     targets = timed("RoI targets with mask targets (forward)", lambda: roi_targets_ops(
         proposals, valid, gt["gt_boxes"], gt["gt_class_ids"], gt_masks=gt["gt_masks"],
-        ignore_boxes=gt["ignore_boxes"], ignore_valid=gt["ignore_valid"], num_samples=cfg.rois_per_image, positive_fraction=cfg.roi_positive_fraction,
-        positive_iou=cfg.roi_positive_iou, mask_shape=(cfg.mask_shape, cfg.mask_shape), mini_masks=gt["mini"], seed=0))
+        ignore_boxes=gt["ignore_boxes"], ignore_valid=gt["ignore_valid"],
+        num_samples=cfg.rois_per_image, positive_fraction=cfg.roi_positive_fraction,
+        positive_iou=cfg.roi_positive_iou, mask_shape=(cfg.mask_shape, cfg.mask_shape),
+        mini_masks=gt["mini"], seed=0))
     rois, p = targets["rois"], cfg.positive_rois
     maps = [tf.identity(level) for level in pyramid[:4]]
     n_box, n_mask = int(rois.shape[0]) * int(rois.shape[1]), int(rois.shape[0]) * p

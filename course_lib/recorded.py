@@ -13,7 +13,8 @@ command line, and their logs are kept here, one folder per run::
 
 ``record.json`` holds at least ``command`` (the exact training command), ``commit`` (the
 repository commit it ran at), ``machine``, ``wall_seconds``, ``data`` (what it trained on, in
-words) and ``evaluation`` (the ``evaluation.json`` that ``--evaluate`` wrote, when it ran).
+words), ``epochs`` and ``steps_per_epoch`` (the run's length), and ``evaluation`` (the
+``evaluation.json`` that ``--evaluate`` wrote, when it ran).
 ``tools/record_run.py`` writes a folder from a finished run.
 
 Only logs and scores are kept, never weights: a recorded run is something to read and plot.
@@ -30,7 +31,8 @@ from course_lib.training.history import read_csv_log
 #: Where the recorded runs live (inside the package, so an installed course has them).
 RECORDED_DIR = Path(__file__).resolve().parent / "recorded_runs"
 #: The keys every ``record.json`` must hold.
-REQUIRED = ("command", "commit", "machine", "wall_seconds", "data")
+REQUIRED = ("command", "commit", "machine", "wall_seconds", "data", "epochs",
+            "steps_per_epoch")
 
 
 class RecordedRunError(LookupError):

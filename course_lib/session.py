@@ -32,7 +32,8 @@ def report(seed: int = DEFAULT_SEED, verbose: bool = False) -> dict[str, str]:
     }
     for name, (source, path) in dataset_status().items():
         facts[f"data.{name}"] = source if path is None else f"{source} ({path})"
-    print(f"Mode: {facts['mode']} | Keras backend: {facts['backend']} | Devices: {facts['devices']}")
+    print(f"Mode: {facts['mode']} | Keras backend: {facts['backend']} | "
+          f"Devices: {facts['devices']}")
     print("Data: " + "; ".join(f"{k[5:]}: {v}" for k, v in facts.items() if k.startswith("data.")))
     if verbose:
         facts.update(config.versions())

@@ -73,8 +73,10 @@ def test_loops_equal_vectorised(h, c_in, k, stride, dilation, padding, seed):
         with pytest.raises(ValueError, match="kernel"):
             conv.conv2d(x, w, b, stride, padding=padding, dilation=dilation)
         return
-    np.testing.assert_allclose(conv.conv2d_loops(x, w, b, stride, padding=padding, dilation=dilation),
-                               conv.conv2d(x, w, b, stride, padding=padding, dilation=dilation), atol=1e-10)
+    np.testing.assert_allclose(conv.conv2d_loops(x, w, b, stride, padding=padding,
+                                                 dilation=dilation),
+                               conv.conv2d(x, w, b, stride, padding=padding,
+                                           dilation=dilation), atol=1e-10)
 
 
 def test_int_padding_matches_zero_padding_layer():
@@ -83,8 +85,8 @@ def test_int_padding_matches_zero_padding_layer():
     w = rng.normal(size=(3, 3, 2, 4)).astype("float32")
     b = np.zeros(4, "float32")
     padded = np.asarray(keras.layers.ZeroPadding2D(2)(x))
-    np.testing.assert_allclose(conv.conv2d(x, w, b, 2, padding=2), _keras_conv(padded, w, b, 2, "valid", 1),
-                               atol=1e-5)
+    np.testing.assert_allclose(conv.conv2d(x, w, b, 2, padding=2),
+                               _keras_conv(padded, w, b, 2, "valid", 1), atol=1e-5)
 
 
 @pytest.mark.parametrize("padding", ["valid", "same"])

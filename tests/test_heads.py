@@ -55,7 +55,8 @@ def test_detections_match_per_class_reference():
         layer, [rois, valid, logits, deltas, meta],
         expected_shapes=[(2, 20, 4), (2, 20), (2, 20), (2, 20)])
     for i in range(b):
-        rb, rc, rs = detections_np(rois[i], valid[i], logits[i], deltas[i], window=meta[i, 2:6], max_detections=20,
+        rb, rc, rs = detections_np(rois[i], valid[i], logits[i], deltas[i], window=meta[i, 2:6],
+                                   max_detections=20,
                                    score_threshold=0.2, nms_threshold=0.5, pre_nms_top_k=60)
         n = int(ok[i].sum())
         assert n == len(rb) > 3

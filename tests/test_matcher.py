@@ -40,7 +40,8 @@ def test_roi_rule_has_no_band():
     labels, _, _ = matcher.match_np(rois, GT[:1], positive_iou=0.5, negative_iou=0.5,
                                     allow_low_quality=False)
     np.testing.assert_array_equal(labels, [1, 1, 0, 0])
-    got, _, _ = matcher.match_ops(rois[None], GT[None, :1], np.ones((1, 1), bool), 0.5, negative_iou=0.5,
+    got, _, _ = matcher.match_ops(rois[None], GT[None, :1], np.ones((1, 1), bool), 0.5,
+                                  negative_iou=0.5,
                                   allow_low_quality=False)
     np.testing.assert_array_equal(ops.convert_to_numpy(got)[0], [1, 1, 0, 0])
 

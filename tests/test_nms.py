@@ -62,7 +62,8 @@ def test_padded_twin_matches_reference_and_pads():
 def test_batched_twin_and_score_threshold():
     b0, s0 = _scene(5, n=120)
     b1, s1 = _scene(6, n=120)
-    kept, count = N.batched_padded_nms(np.stack([b0, b1]), np.stack([s0, s1]), 20, 0.4, score_threshold=0.3)
+    kept, count = N.batched_padded_nms(np.stack([b0, b1]), np.stack([s0, s1]), 20, 0.4,
+                                       score_threshold=0.3)
     kept, count = ops.convert_to_numpy(kept), ops.convert_to_numpy(count)
     for row, (b, s) in enumerate([(b0, s0), (b1, s1)]):
         ref = N.nms(b, s, 0.4, 20, score_threshold=0.3)

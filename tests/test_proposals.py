@@ -44,7 +44,8 @@ def test_per_level_top_k_window_and_min_size_match_reference(per_level_nms):
     boxes, scores, valid = check_layer_contract(layer, [logits, deltas, anchors, meta],
                                                 expected_shapes=[(2, 40, 4), (2, 40), (2, 40)])
     for i in range(2):
-        ref_boxes, ref_scores = proposals_np(logits[i], deltas[i], anchors, (64, 64), pre_nms_top_k=50, post_nms_top_n=40, nms_threshold=0.7,
+        ref_boxes, ref_scores = proposals_np(logits[i], deltas[i], anchors, (64, 64),
+                                             pre_nms_top_k=50, post_nms_top_n=40, nms_threshold=0.7,
                                              level_counts=counts, window=meta[i, 2:6],
                                              min_size=4.0, per_level_nms=per_level_nms)
         n = int(valid[i].sum())
@@ -63,8 +64,10 @@ def test_per_level_top_k_keeps_coarse_levels():
     anchors, logits, deltas = _case(batch=1)
     counts = A.level_counts((64, 64), SCALES, RATIOS, STRIDES)
     logits[0, :counts[0]] += 100
-    pooled = proposals_np(logits[0], deltas[0], anchors, (64, 64), pre_nms_top_k=50, post_nms_top_n=200, nms_threshold=1.0)[0]
-    leveled = proposals_np(logits[0], deltas[0], anchors, (64, 64), pre_nms_top_k=50, post_nms_top_n=200, nms_threshold=1.0,
+    pooled = proposals_np(logits[0], deltas[0], anchors, (64, 64), pre_nms_top_k=50,
+                          post_nms_top_n=200, nms_threshold=1.0)[0]
+    leveled = proposals_np(logits[0], deltas[0], anchors, (64, 64), pre_nms_top_k=50,
+                           post_nms_top_n=200, nms_threshold=1.0,
                            level_counts=counts)[0]
     assert len(pooled) == 50 and len(leveled) == 50 + 50 + 48
 
@@ -84,7 +87,8 @@ def test_nms_within_levels_keeps_the_same_box_found_at_two_levels():
         boxes, scores, valid = (np.asarray(t) for t in layer([logits, deltas, anchors]))
         np.testing.assert_allclose(scores[0][valid[0]], expected, rtol=1e-6)
         np.testing.assert_allclose(boxes[0][valid[0]], [[0, 0, 16, 16]] * len(expected))
-        ref = proposals_np(logits[0], deltas[0], anchors, (32, 32), pre_nms_top_k=5, post_nms_top_n=3, nms_threshold=0.7,
+        ref = proposals_np(logits[0], deltas[0], anchors, (32, 32), pre_nms_top_k=5,
+                           post_nms_top_n=3, nms_threshold=0.7,
                            level_counts=[2, 1], per_level_nms=per_level)[1]
         np.testing.assert_allclose(ref, expected, rtol=1e-6)
 

@@ -348,9 +348,11 @@ def test_roi_align_ops_matches_reference(aligned, sampling_ratio, out):
     rng = np.random.default_rng(7)
     feats = rng.normal(size=(2, 11, 9, 5))
     boxes = np.stack([_random_boxes(rng, 13, 40) for _ in range(2)])
-    got = np.asarray(roi.roi_align_ops(feats, boxes, out, 0.25, sampling_ratio=sampling_ratio, aligned=aligned))
+    got = np.asarray(roi.roi_align_ops(feats, boxes, out, 0.25, sampling_ratio=sampling_ratio,
+                                       aligned=aligned))
     for b in range(2):
-        want = roi.roi_align(feats[b], boxes[b], out, 0.25, sampling_ratio=sampling_ratio, aligned=aligned)
+        want = roi.roi_align(feats[b], boxes[b], out, 0.25, sampling_ratio=sampling_ratio,
+                             aligned=aligned)
         np.testing.assert_allclose(got[b], want, atol=1e-4)
 
 
@@ -428,7 +430,8 @@ def test_exercise_checks_accept_the_library_and_reject_classic_mistakes(capsys):
     assert exercises.check_bilinear_point(
         lambda f, y, x: float(roi.bilinear_sample(f[..., None], y, x)[0]))
     assert exercises.check_roi_align_box(
-        lambda f, b, size, s, sr: roi.roi_align(f[..., None], b[None], size, s, sampling_ratio=sr)[0, ..., 0])
+        lambda f, b, size, s, sr: roi.roi_align(f[..., None], b[None], size, s,
+                                                sampling_ratio=sr)[0, ..., 0])
     assert exercises.check_fpn_level(roi.fpn_level)
 
     def no_border_rule(f, y, x):  # clamps everything, never returns 0 beyond the -1 band
@@ -439,7 +442,8 @@ def test_exercise_checks_accept_the_library_and_reject_classic_mistakes(capsys):
         exercises.check_bilinear_point(no_border_rule)
 
     def unaligned(f, b, size, s, sr):  # forgets the half-pixel shift
-        return roi.roi_align(f[..., None], b[None], size, s, sampling_ratio=sr, aligned=False)[0, ..., 0]
+        out = roi.roi_align(f[..., None], b[None], size, s, sampling_ratio=sr, aligned=False)
+        return out[0, ..., 0]
 
     with pytest.raises(exercises.ExerciseFailed, match="case 1"):
         exercises.check_roi_align_box(unaligned)

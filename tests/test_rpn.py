@@ -115,7 +115,8 @@ def test_proposal_layer_matches_reference():
     boxes, scores, valid = check_layer_contract(layer, [logits, deltas, anchors],
                                                 expected_shapes=[(2, 40, 4), (2, 40), (2, 40)])
     for i in range(2):
-        ref_boxes, ref_scores = rpn.proposals_np(logits[i], deltas[i], anchors, (64, 64), pre_nms_top_k=300, post_nms_top_n=40,
+        ref_boxes, ref_scores = rpn.proposals_np(logits[i], deltas[i], anchors, (64, 64),
+                                                 pre_nms_top_k=300, post_nms_top_n=40,
                                                  nms_threshold=0.7)
         n = int(valid[i].sum())
         assert n == len(ref_boxes)

@@ -91,7 +91,8 @@ def test_at_most_four_positional_parameters(package):
         names = [a.arg for a in node.args.posonlyargs + node.args.args
                  if a.arg not in ("self", "cls")]
         if len(names) > 4:
-            crowded.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}({', '.join(names)})")
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            crowded.append(f"{where} {node.name}({', '.join(names)})")
     assert not crowded, "\n".join(crowded)
 
 

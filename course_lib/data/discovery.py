@@ -14,7 +14,8 @@ from pathlib import Path
 from course_lib import config
 from course_lib.data.marker import is_complete
 
-#: Where each dataset is expected below :func:`course_lib.config.data_root`, real first, synthetic last.
+#: Where each dataset is expected below :func:`course_lib.config.data_root`, real first,
+#: synthetic last.
 DATASET_LAYOUT = {
     "nuclei": ("dsb2018/stage1_train", "synthetic/nuclei/stage1_train"),
     "voc": ("VOCdevkit/VOC2012", "synthetic/voc/VOC2012"),

@@ -191,7 +191,8 @@ def read_array(path: str | Path, palette: str = "colours") -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Image file {path} does not exist; check the dataset path "
-                                "(course_lib.data.discovery.dataset_status() shows what was found).")
+                                "(course_lib.data.discovery.dataset_status() shows what was "
+                                "found).")
     from PIL import Image
 
     try:

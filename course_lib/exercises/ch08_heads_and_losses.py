@@ -143,7 +143,8 @@ def _sample_rois_reference(proposals, gt_boxes, gt_class_ids, num_samples, posit
     from course_lib.layers.sampler import sample_np
 
     candidates = np.concatenate([np.asarray(proposals, float), np.asarray(gt_boxes, float)])
-    labels, matched, _ = match_np(candidates, gt_boxes, None, 0.5, negative_iou=0.5, allow_low_quality=False)
+    labels, matched, _ = match_np(candidates, gt_boxes, None, 0.5, negative_iou=0.5,
+                                  allow_low_quality=False)
     idx, lab = sample_np(labels, num_samples, positive_fraction, keys=keys)
     keys = np.asarray(keys, float)
     pos = idx[lab == 1]

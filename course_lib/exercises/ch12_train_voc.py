@@ -28,7 +28,8 @@ WARMUP_STEP_LR_CASES = [
 def _warmup_step_lr_reference(step, base_lr, warmup_steps, warmup_factor, boundaries, factor):
     from course_lib.training.schedules import WarmupStepSchedule
 
-    return WarmupStepSchedule(base_lr, boundaries, factor, warmup_steps, warmup_factor=warmup_factor).value(step)
+    return WarmupStepSchedule(base_lr, boundaries, factor, warmup_steps,
+                              warmup_factor=warmup_factor).value(step)
 
 
 def check_warmup_step_lr(fn: Callable) -> bool:

@@ -62,7 +62,8 @@ def anchor_targets_np(anchors, gt_boxes, gt_valid=None, positive_iou: float = 0.
     """
     anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 4)
     gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    labels, matched, _ = match_np(anchors, gt_boxes, gt_valid, positive_iou, negative_iou=negative_iou,
+    labels, matched, _ = match_np(anchors, gt_boxes, gt_valid, positive_iou,
+                                  negative_iou=negative_iou,
                                   allow_low_quality=True, ignore_boxes=ignore_boxes)
     if samples is not None:
         idx, lab = sample_np(labels, samples, positive_fraction, rng=rng)
@@ -93,8 +94,10 @@ def anchor_targets_ops(anchors, gt_boxes, gt_valid, positive_iou: float = 0.7,
     """
     anchors = ops.convert_to_tensor(anchors, dtype="float32")
     gt_boxes = ops.convert_to_tensor(gt_boxes, dtype="float32")
-    labels, matched, _ = match_ops(anchors, gt_boxes, gt_valid, positive_iou, negative_iou=negative_iou,
-                                   allow_low_quality=True, ignore_boxes=ignore_boxes, ignore_valid=ignore_valid)
+    labels, matched, _ = match_ops(anchors, gt_boxes, gt_valid, positive_iou,
+                                   negative_iou=negative_iou,
+                                   allow_low_quality=True, ignore_boxes=ignore_boxes,
+                                   ignore_valid=ignore_valid)
     if samples is not None:
         idx, lab = sample_ops(labels, samples, positive_fraction, seed=seed)
         batch, a = ops.shape(labels)[0], labels.shape[1]
@@ -128,8 +131,10 @@ def rpn_targets_ops(anchors, gt_boxes, gt_valid, ignore_boxes=None, *, ignore_va
     """
     anchors = ops.convert_to_tensor(anchors, dtype="float32")
     gt_boxes = ops.convert_to_tensor(gt_boxes, dtype="float32")
-    labels, matched, _ = match_ops(anchors, gt_boxes, gt_valid, positive_iou, negative_iou=negative_iou,
-                                   allow_low_quality=True, ignore_boxes=ignore_boxes, ignore_valid=ignore_valid)
+    labels, matched, _ = match_ops(anchors, gt_boxes, gt_valid, positive_iou,
+                                   negative_iou=negative_iou,
+                                   allow_low_quality=True, ignore_boxes=ignore_boxes,
+                                   ignore_valid=ignore_valid)
     idx, lab = sample_ops(labels, samples, positive_fraction, seed=seed, keys=keys)
     sampled_anchors = ops.take(anchors, idx, axis=0)                            # (B, R, 4)
     gt_index = ops.take_along_axis(matched, idx, axis=1)                        # (B, R)
@@ -171,7 +176,8 @@ class AnchorTargets(keras.layers.Layer):
     def call(self, inputs):
         anchors, gt_boxes, gt_valid = inputs
         return anchor_targets_ops(anchors, gt_boxes, gt_valid, self.positive_iou,
-                                  negative_iou=self.negative_iou, samples=self.samples, positive_fraction=self.positive_fraction,
+                                  negative_iou=self.negative_iou, samples=self.samples,
+                                  positive_fraction=self.positive_fraction,
                                   seed=self.seed_generator)
 
     def compute_output_shape(self, input_shape):

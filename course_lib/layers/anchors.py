@@ -57,7 +57,8 @@ class AnchorGenerator(keras.layers.Layer):
     def anchors_np(self, image_shape) -> np.ndarray:
         """``(A, 4)`` float32 anchors for an image shape ``(H, W[, C])`` (NumPy)."""
         return anchor_ops.pyramid_anchors(tuple(image_shape)[:2], self.scales, self.ratios,
-                                          self.strides, anchor_stride=self.anchor_stride).astype(np.float32)
+                                          self.strides,
+                                          anchor_stride=self.anchor_stride).astype(np.float32)
 
     def level_counts(self, image_shape) -> list[int]:
         """Anchors on each level for an image shape, in the order of ``strides``."""

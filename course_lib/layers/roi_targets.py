@@ -61,7 +61,8 @@ def mask_targets_np(gt_masks, frames, rois, gt_index, *, mask_shape=(28, 28),
         local = np.array([(box[0] - fy1) * sy + 1, (box[1] - fx1) * sx + 1,
                           (box[2] - fy1) * sy + 1, (box[3] - fx1) * sx + 1])
         padded = np.pad(gt_masks[..., g], 1)[..., None]
-        crop = roi_ops.roi_align(padded, local[None], mask_shape, 1.0, sampling_ratio=sampling_ratio)[0, ..., 0]
+        crop = roi_ops.roi_align(padded, local[None], mask_shape, 1.0,
+                                 sampling_ratio=sampling_ratio)[0, ..., 0]
         out[r] = crop if threshold is None else (crop >= threshold)
     return out
 
@@ -187,7 +188,8 @@ def roi_targets_ops(proposals, proposal_valid, gt_boxes, gt_class_ids, *, gt_mas
     gt_valid = (gt_class_ids > 0) & (box_ops.area_ops(gt_boxes) > 0)
     cand = ops.concatenate([proposals, gt_boxes], axis=1)
     cand_valid = ops.concatenate([ops.cast(proposal_valid, "bool"), gt_valid], axis=1)
-    labels, matched, _ = match_ops(cand, gt_boxes, gt_valid, positive_iou, negative_iou=positive_iou,
+    labels, matched, _ = match_ops(cand, gt_boxes, gt_valid, positive_iou,
+                                   negative_iou=positive_iou,
                                    allow_low_quality=False, ignore_boxes=ignore_boxes,
                                    ignore_valid=ignore_valid, ignore_ioa=ignore_ioa)
     labels = ops.where(cand_valid, labels, -1)

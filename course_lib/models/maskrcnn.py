@@ -413,11 +413,13 @@ class MaskRCNN(keras.Model):
             counts = self.anchor_generator.level_counts((s, s))
             self.train_proposals = ProposalLayer(
                 (s, s), cfg.rpn_pre_nms_top_k_train, cfg.rpn_post_nms_top_n_train,
-                cfg.rpn_nms_threshold, level_counts=counts, min_size=cfg.rpn_min_size, per_level_nms=cfg.rpn_per_level_nms,
+                cfg.rpn_nms_threshold, level_counts=counts, min_size=cfg.rpn_min_size,
+                per_level_nms=cfg.rpn_per_level_nms,
                 name="train_proposals")
             self.test_proposals = ProposalLayer(
                 (s, s), cfg.rpn_pre_nms_top_k_test, cfg.rpn_post_nms_top_n_test,
-                cfg.rpn_nms_threshold, level_counts=counts, min_size=cfg.rpn_min_size, per_level_nms=cfg.rpn_per_level_nms,
+                cfg.rpn_nms_threshold, level_counts=counts, min_size=cfg.rpn_min_size,
+                per_level_nms=cfg.rpn_per_level_nms,
                 name="test_proposals")
             levels = cfg.strides[:4]
             self.box_align = PyramidRoIAlign(cfg.pool_size, levels, name="box_roi_align")
@@ -488,8 +490,10 @@ class MaskRCNN(keras.Model):
         pyramid, anchors, rpn_logits, rpn_deltas = features
         gt = self._ground_truth(inputs)
         rpn_t = rpn_targets_ops(anchors, gt["gt_boxes"], gt["gt_valid"], gt["ignore_boxes"],
-                                ignore_valid=gt["ignore_valid"], positive_iou=cfg.rpn_positive_iou, negative_iou=cfg.rpn_negative_iou,
-                                samples=cfg.rpn_batch_per_image, positive_fraction=cfg.rpn_positive_fraction,
+                                ignore_valid=gt["ignore_valid"], positive_iou=cfg.rpn_positive_iou,
+                                negative_iou=cfg.rpn_negative_iou,
+                                samples=cfg.rpn_batch_per_image,
+                                positive_fraction=cfg.rpn_positive_fraction,
                                 seed=self.seed_generator)
         losses = {
             "rpn_class_loss": L.rpn_class_loss(
@@ -499,10 +503,13 @@ class MaskRCNN(keras.Model):
         }
         proposals, scores, valid = self.train_proposals([rpn_logits, rpn_deltas, anchors, meta])
         roi_t = roi_targets_ops(proposals, valid, gt["gt_boxes"], gt["gt_class_ids"],
-                                gt_masks=gt["gt_masks"], ignore_boxes=gt["ignore_boxes"], ignore_valid=gt["ignore_valid"],
-                                num_samples=cfg.rois_per_image, positive_fraction=cfg.roi_positive_fraction,
-                                positive_iou=cfg.roi_positive_iou, mask_shape=(cfg.mask_shape, cfg.mask_shape),
-                                mini_masks=gt["mini"], seed=self.seed_generator, ignore_ioa=cfg.ignore_ioa)
+                                gt_masks=gt["gt_masks"], ignore_boxes=gt["ignore_boxes"],
+                                ignore_valid=gt["ignore_valid"], num_samples=cfg.rois_per_image,
+                                positive_fraction=cfg.roi_positive_fraction,
+                                positive_iou=cfg.roi_positive_iou,
+                                mask_shape=(cfg.mask_shape, cfg.mask_shape),
+                                mini_masks=gt["mini"], seed=self.seed_generator,
+                                ignore_ioa=cfg.ignore_ioa)
         rois = ops.stop_gradient(roi_t["rois"])
         class_logits, box_deltas = self.box_head(self.box_align(rois, pyramid[:4]))
         losses["class_loss"] = L.class_loss(class_logits, roi_t["class_targets"])

@@ -67,7 +67,8 @@ def cell_anchors(scales, ratios) -> np.ndarray:
     return np.stack([-h / 2, -w / 2, h / 2, w / 2], axis=1)
 
 
-def level_anchors(image_shape, scales, ratios, stride: int, *, anchor_stride: int = 1) -> np.ndarray:
+def level_anchors(image_shape, scales, ratios, stride: int, *,
+                  anchor_stride: int = 1) -> np.ndarray:
     """Anchors of one pyramid level.
 
     Args:

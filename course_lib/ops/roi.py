@@ -244,7 +244,8 @@ def roi_align(features, boxes, output_size, spatial_scale: float, *, sampling_ra
     Taught in notebooks/07_roi_pool_vs_roi_align.
     """
     features = _check_features(features)
-    ys, xs = roi_align_sample_points(boxes, output_size, spatial_scale, sampling_ratio, aligned=aligned)
+    ys, xs = roi_align_sample_points(boxes, output_size, spatial_scale, sampling_ratio,
+                                     aligned=aligned)
     # Every (row, column) pair of a box: broadcast to (N, h, sr, w, sr).
     grid_y = ys[:, :, :, None, None]
     grid_x = xs[:, None, None, :, :]
@@ -641,7 +642,8 @@ def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, samplin
         [ops.reshape(f, (-1, h * w, channels)) for f, (h, w) in zip(feature_list, sizes, strict=True)],
         axis=1)
     flat = ops.reshape(table, (-1, channels))
-    levels = fpn_level_ops(boxes, k0, canonical, min_level, max_level=min_level + len(feature_list) - 1)
+    levels = fpn_level_ops(boxes, k0, canonical, min_level,
+                           max_level=min_level + len(feature_list) - 1)
     idx = levels - min_level                                              # (B, N)
     lookup = lambda values, dtype: ops.take(ops.convert_to_tensor(np.asarray(values), dtype), idx)  # noqa: E731
     b = ops.shape(boxes)[0]

@@ -290,7 +290,8 @@ def restore_model(model, ckpt: Checkpoint) -> None:
 
     Taught in notebooks/11_train_nuclei.
     """
-    _assign(list(model.variables), ckpt.model_arrays, ckpt.model_signature, "model", source=ckpt.data)
+    _assign(list(model.variables), ckpt.model_arrays, ckpt.model_signature, "model",
+            source=ckpt.data)
 
 
 def restore_optimizer(optimizer, trainable_variables, ckpt: Checkpoint) -> None:

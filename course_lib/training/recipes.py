@@ -319,12 +319,11 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, *, m
     batch_size = 4 if budget else settings.batch_size
     common = dict(batch_size=batch_size, workers=workers)
     augmenter = None
-    tiled = windows
     if augment == "article":
         from course_lib.data.augment import Augmenter
 
         augmenter = Augmenter.article(seed=model_config.seed)
-    if tiled:   # native-scale windows, and the 8 orientations of each
+    if windows:   # native-scale windows, and the 8 orientations of each
         from course_lib.data.augment import Augmenter, FlipLeftRight, FlipUpDown, Rotate90, Window
         from course_lib.models.unet_training import CachedSamples, TiledSamples
 
@@ -335,7 +334,7 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, *, m
     train_ds = MaskRCNNDataset.for_config(model_config, train_provider, seed=model_config.seed,
                                           augmenter=augmenter, **common)
     val_ds = None
-    if val_provider and not tiled:  # the nuclei budget's windows are scored by DSB instead
+    if val_provider and not windows:  # the nuclei budget's windows are scored by DSB instead
         if budget and len(val_provider) > VOC_CPU_VAL_IMAGES:   # a validation pass per epoch
             val_provider = SubsetSamples(val_provider, range(VOC_CPU_VAL_IMAGES))
         val_ds = MaskRCNNDataset.for_config(model_config, val_provider, shuffle=False, **common)
@@ -343,8 +342,8 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, *, m
     epochs = settings.epochs
     if budget:
         # from scratch on a CPU: AdamW with a warm-up, every layer from the first step
-        epochs = MASKRCNN_CPU_EPOCHS if tiled else VOC_CPU_EPOCHS
-        steps = len(train_ds) if tiled else min(len(train_ds), VOC_CPU_STEPS_PER_EPOCH)
+        epochs = MASKRCNN_CPU_EPOCHS if windows else VOC_CPU_EPOCHS
+        steps = len(train_ds) if windows else min(len(train_ds), VOC_CPU_STEPS_PER_EPOCH)
         cfg = TrainConfig(epochs=epochs, steps_per_epoch=steps, optimizer="adamw",
                           learning_rate=1e-3, weight_decay=1e-4, clipnorm=5.0,
                           warmup_steps=min(200, epochs * steps // 10), seed=model_config.seed)
@@ -373,7 +372,7 @@ def _maskrcnn_recipe(name: str, model_config, train_provider, val_provider, *, m
         if inference is None:  # a model built elsewhere: rebuild the twin sharing its layers
             inference = maskrcnn.MaskRCNN(model.config, mode="inference", shared=model,
                                           verbose=False)
-        if tiled:
+        if windows:
             from course_lib.models.tiled_detection import detect_tiled
 
             return lambda image, min_score=0.0: detect_tiled(inference, image,
@@ -444,7 +443,8 @@ def maskrcnn_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.
         name = f"{name}-{modality}"
     config = maskrcnn.nuclei_cpu_config() if budget else maskrcnn.nuclei_config(mode)
     recipe = _maskrcnn_recipe(name, config, DsbFolderSamples(sample_dirs=train_dirs),
-                              DsbFolderSamples(sample_dirs=val_dirs), mode=mode, workers=workers, root=root,
+                              DsbFolderSamples(sample_dirs=val_dirs), mode=mode, workers=workers,
+                              root=root,
                               train_overrides=train_overrides, budget=budget, init=init,
                               windows=bool(budget))
     recipe.extra.update(train_ids=[d.name for d in train_dirs],
@@ -493,7 +493,8 @@ def maskrcnn_voc(data=None, mode: str | None = None, workers: int = 1,
     if augment != "none":
         name = f"{name}-{augment}"
     return _maskrcnn_recipe(name, model_config, train_p, val_p if len(val_p) else None, mode=mode,
-                            workers=workers, root=data, train_overrides=train_overrides, budget=budget, augment=augment,
+                            workers=workers, root=data, train_overrides=train_overrides,
+                            budget=budget, augment=augment,
                             init=init)
 
 
@@ -528,7 +529,8 @@ def maskrcnn_coco(data=None, mode: str | None = None, val_fraction: float = 0.1,
     return _maskrcnn_recipe("maskrcnn-coco", model_config,
                             SubsetSamples(provider, sorted(order[n_val:])),
                             SubsetSamples(provider, sorted(order[:n_val])),
-                            mode=_mode_settings(mode).name, workers=workers, root=data, train_overrides=train_overrides,
+                            mode=_mode_settings(mode).name, workers=workers, root=data,
+                            train_overrides=train_overrides,
                             augment=augment, init=init)
 
 

@@ -122,7 +122,8 @@ def anchor_labels_view(image_shape, gt_boxes, scale: float, ratios, stride: int,
     """
     anchors = level_anchors(image_shape, scale, ratios, stride, anchor_stride=anchor_stride)
     gt_boxes = np.asarray(gt_boxes, dtype=float).reshape(-1, 4)
-    labels, _, max_iou = match_anchors_np(anchors, gt_boxes, None, positive_iou, negative_iou=negative_iou)
+    labels, _, max_iou = match_anchors_np(anchors, gt_boxes, None, positive_iou,
+                                          negative_iou=negative_iou)
     return {"anchors": anchors, "labels": labels, "max_iou": max_iou,
             "n_anchors": len(anchors), "n_positive": int((labels == 1).sum()),
             "n_negative": int((labels == 0).sum()), "n_neutral": int((labels == -1).sum())}

@@ -235,7 +235,8 @@ def roi_explorer_state(features, box, stride: float = 16.0, output_size=7,
     moved = np.concatenate([centre - half, centre + half]) + np.array([shift_y, shift_x] * 2)
     boxes = np.stack([base, moved])
     pool = roi.roi_pool(feats, boxes, output_size, 1.0 / stride)
-    align = roi.roi_align(feats, boxes, output_size, 1.0 / stride, sampling_ratio=sampling_ratio, aligned=aligned)
+    align = roi.roi_align(feats, boxes, output_size, 1.0 / stride, sampling_ratio=sampling_ratio,
+                          aligned=aligned)
     return {"box": moved, "pool": pool[1], "align": align[1],
             "pool_change": float(np.abs(pool[1] - pool[0]).max()),
             "align_change": float(np.abs(align[1] - align[0]).max())}
