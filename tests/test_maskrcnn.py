@@ -166,6 +166,34 @@ def test_detect_handles_any_image_size(tiny):
         M.detect(training, images)
 
 
+def test_pass_size_is_the_next_power_of_two_up_to_the_batch():
+    assert [M.pass_size(n, 8) for n in range(1, 9)] == [1, 2, 4, 4, 8, 8, 8, 8]
+    assert [M.pass_size(n, 6) for n in range(1, 7)] == [1, 2, 4, 4, 6, 6]
+    with pytest.raises(ValueError, match="between 1 and"):
+        M.pass_size(3, 2)
+
+
+def test_detect_runs_a_lone_image_alone_and_finds_what_a_batch_of_two_finds(tiny, monkeypatch):
+    """One image is one image's work (it used to be padded to the whole batch), and the
+    detections do not depend on the company an image keeps in its forward pass."""
+    cfg, training, inference, batch = tiny
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (60, 60, 3), dtype=np.uint8) for _ in range(3)]
+    passes = []
+    real = type(inference).predict_on_batch
+    monkeypatch.setattr(type(inference), "predict_on_batch",
+                        lambda self, x: passes.append(len(x["images"])) or real(self, x))
+    alone = M.detect(inference, images[2:])
+    together = M.detect(inference, images, batch_size=4)
+    in_twos = M.detect(inference, images)
+    assert passes == [1, 4, 2, 1]
+    assert len(alone[0]["scores"]) > 0   # something to compare
+    for a, b, c in zip(alone, together[2:], in_twos[2:], strict=True):
+        for key in ("boxes", "scores", "class_ids", "masks"):
+            np.testing.assert_allclose(a[key], b[key], atol=1e-4)
+            np.testing.assert_allclose(a[key], c[key], atol=1e-4)
+
+
 @pytest.mark.slow
 def test_train_step_compiles_with_xla(tiny):
     cfg = tiny_config(rpn_post_nms_top_n_train=50, rois_per_image=16, mask_roi_step=2)

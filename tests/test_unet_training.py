@@ -54,6 +54,32 @@ def test_cached_samples_decodes_each_sample_once():
     assert Provider.calls == 3 and len(cached) == 3 and cached.name(2) == "2"
 
 
+def test_training_dataset_decodes_each_image_once_over_epochs(tmp_path, monkeypatch):
+    """The default cache holds the whole split: a second epoch, in another order, decodes
+    nothing again (an LRU smaller than the split would decode on almost every tile)."""
+    from course_lib.data.coco import DsbFolderSamples
+    from course_lib.data.synthetic.nuclei import make_nuclei
+
+    dirs = make_nuclei(tmp_path, 6, seed=0, size=64)
+    decoded = []
+    real_load = DsbFolderSamples.load_with_ignore
+    monkeypatch.setattr(DsbFolderSamples, "load_with_ignore",
+                        lambda self, i: decoded.append(i) or real_load(self, i))
+    recipe = ut.UNetRecipe(tile_size=32, batch_size=2, depth=2, margin=4)
+    ds = ut.training_dataset(dirs, recipe)
+    for epoch in range(3):
+        ds.on_epoch_end() if epoch else None
+        for b in range(len(ds)):
+            ds[b]
+    assert sorted(decoded) == list(range(6))
+    small = ut.training_dataset(dirs, recipe, cache=2)   # a smaller cache is still honoured
+    for epoch in range(2):
+        small.on_epoch_end() if epoch else None
+        for b in range(len(small)):
+            small[b]
+    assert len(decoded) - 6 > 6   # the second epoch decoded again
+
+
 def test_tile_predictor_pads_to_a_power_of_two_up_to_the_batch_size():
     seen = []
 

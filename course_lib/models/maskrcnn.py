@@ -722,6 +722,24 @@ def prepare_images(images, image_size: int, long_side: int | None = None
     return np.stack(batch), np.stack(metas)
 
 
+def pass_size(n_images: int, batch_size: int) -> int:
+    """Images in the forward pass that carries ``n_images`` (``<= batch_size``): the next power
+    of two, at most ``batch_size``.
+
+    Every batch shape is traced once (15–20 s on a 2-core CPU), so padding keeps the shapes
+    few: 1, 2, 4, … and ``batch_size``. Padding one image up to a whole batch, as ``detect``
+    once did, cost the course's single-image calls (evaluation, shipped models, tiled
+    detection of a small image) twice the work of a batch of one
+    (``bench/bench_maskrcnn_infer.py``).
+
+    Taught in notebooks/09_mask_rcnn.
+    """
+    if not 1 <= n_images <= batch_size:
+        raise ValueError(f"pass_size: n_images={n_images} must be between 1 and "
+                         f"batch_size={batch_size}")
+    return min(batch_size, 1 << (n_images - 1).bit_length())
+
+
 def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
            mask_threshold: float | None = None, min_score: float = 0.0) -> list[dict]:
     """Detect objects in images of any sizes (DESIGN's public API).
@@ -729,7 +747,9 @@ def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
     Args:
         inference_model: the inference model of :func:`build_models` (or a loaded one).
         images: a list of ``H×W×3`` uint8 images (grey and RGBA are converted).
-        batch_size: images per forward pass.
+        batch_size: images per forward pass. A shorter pass (the last one, or a call with
+            fewer images) is padded with copies to :func:`pass_size`, the next power of two:
+            one image alone runs as a batch of one.
         mask_threshold: default the config's 0.5.
         min_score: detections scoring below this are dropped before their masks are pasted
             (pasting is most of ``detect``'s time on a CPU; a label image keeps only the
@@ -755,9 +775,10 @@ def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
         chunk = [_rgb(im) for im in images[start:start + batch_size]]
         x, meta = prepare_images(chunk, cfg.image_size, cfg.image_long_side)
         n_real = len(chunk)
-        if n_real < batch_size:  # one compiled shape: pad the last batch with copies
-            x = np.concatenate([x, np.repeat(x[-1:], batch_size - n_real, 0)])
-            meta = np.concatenate([meta, np.repeat(meta[-1:], batch_size - n_real, 0)])
+        size = pass_size(n_real, batch_size)
+        if n_real < size:  # few compiled shapes: pad a short batch with copies
+            x = np.concatenate([x, np.repeat(x[-1:], size - n_real, 0)])
+            meta = np.concatenate([meta, np.repeat(meta[-1:], size - n_real, 0)])
         out = inference_model.predict_on_batch({"images": x, "image_meta": meta})
         for i, image in enumerate(chunk):
             h, w = image.shape[:2]
@@ -776,5 +797,5 @@ def detect(inference_model: MaskRCNN, images, batch_size: int = 2,
 
 
 __all__ = ["MaskRCNNConfig", "MaskRCNN", "nuclei_config", "nuclei_cpu_config", "voc_config", "build_models",
-           "detect", "run_stages", "parameter_counts", "prepare_images", "STAGE_NAMES",
+           "detect", "pass_size", "run_stages", "parameter_counts", "prepare_images", "STAGE_NAMES",
            "VOC_CLASSES"]
