@@ -120,7 +120,8 @@ def main() -> None:
     print(f"  {'sum of the stages':48s} {total:6.2f} s  ({total / whole:.2f}x the whole)")
     if peer:
         print(f"peer {peer['peer']}, {peer['threads']} threads, ATen dispatching "
-              f"{peer['cpu_capability']}: {peer['median_s']:.2f} s/batch (runs "
+              f"{peer['cpu_capability']}, its oneDNN convolutions at "
+              f"{peer.get('onednn_isa', '?')}: {peer['median_s']:.2f} s/batch (runs "
               f"{', '.join(f'{t:.2f}' for t in peer['times_s'])}; first {peer['first_s']:.1f} s), "
               f"{peer['detections_per_image']} detections per image")
         print(f"measured in this run: ours {whole:.2f} s/batch vs torchvision "

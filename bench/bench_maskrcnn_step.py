@@ -177,7 +177,8 @@ def main() -> None:
         peer = time_peer(args.peer_python, batch, args.instances, args.steps,
                          bf16=args.precision == "mixed_bfloat16", lr=args.lr)
         print(f"peer {peer['peer']}, {peer['threads']} threads, ATen dispatching "
-              f"{peer.get('cpu_capability', '?')}: first step {peer['first_s']:.1f}"
+              f"{peer.get('cpu_capability', '?')}, its oneDNN convolutions at "
+              f"{peer.get('onednn_isa', '?')}: first step {peer['first_s']:.1f}"
               f" s, then {peer['median_s']:.2f} s/step (runs "
               f"{', '.join(f'{t:.2f}' for t in peer['times_s'])}), "
               f"{peer['parameters']:,} parameters; its mask head ran on "
@@ -190,9 +191,16 @@ def main() -> None:
     # statistics change the random network's proposals, so this count (not run_stages', which
     # runs BatchNorm in inference mode) is what the mask head trains on.
     x = {k: keras.ops.convert_to_tensor(v) for k, v in batch.items()}
-    found = keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.cast(
-        training._training_pass(x, True, keep_stages=True)["roi_positive"], "int32"), axis=1))
-    slots = next(k for k in cfg.mask_slot_counts if k >= min(found.max(), cfg.mask_rois))
+
+    def positives():
+        """Positive RoIs per image the sampler finds now, and the mask head's slot count."""
+        found = keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.cast(
+            training._training_pass(x, True, keep_stages=True)["roi_positive"], "int32"),
+            axis=1))
+        return found, next(k for k in cfg.mask_slot_counts
+                           if k >= min(found.max(), cfg.mask_rois))
+
+    found, slots = positives()
     print(f"ours: the sampler found {', '.join(str(int(n)) for n in found)} positive RoIs "
           f"(training mode); the mask head runs on {slots} slots per image (slot counts "
           f"{cfg.mask_slot_counts}: mask_roi_step={cfg.mask_roi_step}, positive slice "
@@ -206,6 +214,11 @@ def main() -> None:
 
     first, times = time_steps(train_step, args.steps)
     rss_trained = peak_rss_mib()
+    if args.lr:   # the network learned: its proposals, so the mask head's work, moved
+        found, slots = positives()
+        print(f"ours after the timed steps: the sampler finds "
+              f"{', '.join(str(int(n)) for n in found)} positive RoIs; the mask head runs on "
+              f"{slots} slots per image", flush=True)
     step = statistics.median(times)
     ips = args.batch / step
     print(f"backend {keras.backend.backend()}, {cfg.backbone}-FPN {args.size}², batch "

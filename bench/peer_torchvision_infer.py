@@ -56,6 +56,9 @@ def main() -> None:
     print(json.dumps({"peer": f"torchvision {torchvision.__version__} (torch {torch.__version__})",
                       "threads": torch.get_num_threads(),
                       "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                      # torch runs its convolutions through its own oneDNN, which
+                      # ATEN_CPU_CAPABILITY does not cap: ONEDNN_MAX_CPU_ISA does
+                      "onednn_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "unset (all)"),
                       "first_s": first, "times_s": times, "median_s": statistics.median(times),
                       "detections_per_image": [int(len(o["boxes"])) for o in out]}))
 

@@ -91,6 +91,9 @@ def main() -> None:
                       "threads": torch.get_num_threads(),
                       # what ATen dispatches to (ATEN_CPU_CAPABILITY caps it): the cap's proof
                       "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                      # torch runs its convolutions through its own oneDNN, which
+                      # ATEN_CPU_CAPABILITY does not cap: ONEDNN_MAX_CPU_ISA does
+                      "onednn_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "unset (all)"),
                       "first_s": first, "times_s": times,
                       "median_s": statistics.median(times),
                       "positive_rois_per_image": statistics.mean(sum(positives, [])),
