@@ -110,7 +110,7 @@ def main(argv=None) -> None:
         "weight map": lambda: [weight_fn(t) for t in tiles],
     }
     unpack = median_time(pieces["unpack the cached sample (masks H×W×N)"], 3) / len(picks)
-    print("one tile, one thread (median of 3 passes over 32 tiles):")
+    print("one tile, one thread (median of 3 passes over 32 tiles, cut from whole images):")
     for name, fn in pieces.items():
         t = median_time(fn, 3) / len(picks)
         if name == "label image from the masks":
@@ -123,15 +123,34 @@ def main(argv=None) -> None:
                            weight_fn=weight_fn, target_fn=target_fn, seed=0,
                            augmenter=recipe.augmenter(), workers=workers)
 
-    warm = dataset(cached)
+    def provider(decoded: bool):
+        """The recipe's provider: whole cached images, or 384-px pieces of them
+        (``piece_side``: :class:`TiledSamples` decodes every image when it is built)."""
+        if decoded and not recipe.piece_side:
+            return cached
+        fresh = ut.CachedSamples(DsbFolderSamples(sample_dirs=dirs), maxsize=len(dirs))
+        if recipe.piece_side:
+            return ut.TiledSamples(cached if decoded else fresh, recipe.piece_side,
+                                   progress=False)
+        return fresh
+
+    warm = dataset(provider(decoded=True))
     n_batches = min(len(warm), 6)
     t_warm = median_time(lambda: [warm[b] for b in range(n_batches)], 1) / n_batches
-    cold = dataset(ut.CachedSamples(DsbFolderSamples(sample_dirs=dirs), maxsize=len(dirs)))
-    t_cold = median_time(lambda: [cold[b] for b in range(n_batches)], 1) / n_batches
-    print(f"batch of {recipe.batch_size}, one thread: cache warm {t_warm:.2f} s, "
-          f"cold (every image decoded: the first epoch; every epoch when the cache is smaller "
-          f"than the split, as the old LRU of 64 was for full mode's 542 images) "
-          f"{t_cold:.2f} s")
+    if recipe.piece_side:   # no cold epoch: the pieces are cut from images decoded up front
+        start = time.perf_counter()
+        provider(decoded=False)
+        t_cold = None
+        print(f"batch of {recipe.batch_size}, one thread: {t_warm:.2f} s (pieces of "
+              f"{recipe.piece_side} px; every image decoded before the first step: "
+              f"{time.perf_counter() - start:.1f} s for {len(dirs)})")
+    else:
+        cold = dataset(provider(decoded=False))
+        t_cold = median_time(lambda: [cold[b] for b in range(n_batches)], 1) / n_batches
+        print(f"batch of {recipe.batch_size}, one thread: cache warm {t_warm:.2f} s, "
+              f"cold (every image decoded: the first epoch; every epoch when the cache is "
+              f"smaller than the split, as the old LRU of 64 was for full mode's 542 images) "
+              f"{t_cold:.2f} s")
 
     # -- the model alone --------------------------------------------------------------------
     keras.utils.set_random_seed(0)
@@ -156,9 +175,9 @@ def main(argv=None) -> None:
             self.ends.append(time.perf_counter())
             self.times.append(self.ends[-1] - self._t)
 
-    def fit(provider, label):
+    def fit(samples, label):
         timer = Timer()
-        model.fit(dataset(provider, workers=args.workers), epochs=1,
+        model.fit(dataset(samples, workers=args.workers), epochs=1,
                   steps_per_epoch=args.steps + 1, verbose=0, callbacks=[timer])
         # wall: from the end of the first step (the loader's start-up) to the end of the
         # last, so the time a step waits for its batch counts
@@ -167,12 +186,14 @@ def main(argv=None) -> None:
               f"{wall:.2f} s a step ({recipe.batch_size / wall:.2f} images/s); "
               f"fit / model alone {wall / t_model:.2f}")
 
-    fit(cached, "cache warm: every epoch after the first")
-    fit(ut.CachedSamples(DsbFolderSamples(sample_dirs=dirs), maxsize=len(dirs)),
-        "cache cold: the first epoch, and every epoch with a cache smaller than the split")
-    print(f"shares of one step on one thread: model {t_model:.2f} s, data warm {t_warm:.2f} s "
-          f"({t_warm / (t_model + t_warm):.0%}), data cold {t_cold:.2f} s "
-          f"({t_cold / (t_model + t_cold):.0%})")
+    fit(provider(decoded=True), "cache warm: every epoch after the first")
+    if t_cold is not None:
+        fit(provider(decoded=False),
+            "cache cold: the first epoch, and every epoch with a cache smaller than the split")
+    shares = f"data warm {t_warm:.2f} s ({t_warm / (t_model + t_warm):.0%})"
+    if t_cold is not None:
+        shares += f", data cold {t_cold:.2f} s ({t_cold / (t_model + t_cold):.0%})"
+    print(f"shares of one step on one thread: model {t_model:.2f} s, {shares}")
 
 
 if __name__ == "__main__":
