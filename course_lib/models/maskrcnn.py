@@ -726,11 +726,11 @@ def pass_size(n_images: int, batch_size: int) -> int:
     """Images in the forward pass that carries ``n_images`` (``<= batch_size``): the next power
     of two, at most ``batch_size``.
 
-    Every batch shape is traced once (15–20 s on a 2-core CPU), so padding keeps the shapes
-    few: 1, 2, 4, … and ``batch_size``. Padding one image up to a whole batch, as ``detect``
-    once did, cost the course's single-image calls (evaluation, shipped models, tiled
-    detection of a small image) twice the work of a batch of one
-    (``bench/bench_maskrcnn_infer.py``).
+    Every batch shape is traced once (seconds to tens of seconds on a 2-core CPU), so padding
+    keeps the shapes few: 1, 2, 4, … and ``batch_size``. Padding one image up to a whole
+    batch, as ``detect`` once did, cost the course's single-image calls (evaluation, shipped
+    models, tiled detection of a small image) twice the work of a batch of one (bench/README,
+    "Batch 1 on AVX2": the shipped nuclei model 1.9× faster on one-window images).
 
     Taught in notebooks/09_mask_rcnn.
     """
