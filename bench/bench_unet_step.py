@@ -61,7 +61,6 @@ def main(argv=None) -> None:
     import keras
 
     from course_lib.data.coco import DsbFolderSamples
-    from course_lib.data.pipeline import UNetDataset
     from course_lib.models import unet_training as ut
     from course_lib.ops.masks import disjoint_masks_to_labels
 
@@ -69,7 +68,10 @@ def main(argv=None) -> None:
     recipe = (ut.recipe_for_mode("full") if args.recipe == "full"
               else ut.recipe_for_budget("cpu"))
     recipe = dataclasses.replace(recipe, batch_size=8, tile_size=256)
-    dirs = sorted(p for p in Path(args.data).iterdir() if p.is_dir())[:args.images]
+    dirs = sorted(d for d in Path(args.data).iterdir() if d.is_dir())[:args.images]
+    if len(dirs) < recipe.batch_size * (args.steps + 1):   # fit times steps after the first
+        p.error(f"{len(dirs)} images make fewer than --steps + 1 = {args.steps + 1} batches of "
+                f"{recipe.batch_size}; pass more --images or fewer --steps")
     print(f"recipe {args.recipe}: tile {recipe.tile_size}, batch {recipe.batch_size}, "
           f"{recipe.base_filters} filters, depth {recipe.depth}, target {recipe.target}, "
           f"piece_side {recipe.piece_side}, augment {recipe.augment or 'none'}; "
@@ -102,26 +104,29 @@ def main(argv=None) -> None:
         return labels[top:top + s, left:left + s]
 
     tiles = [crop(labels_of[int(i)]) for i in picks]
-    pieces = {
-        "unpack the cached sample (masks H×W×N)": lambda: [cached.load(int(i)) for i in picks],
-        "label image from the masks": lambda: [disjoint_masks_to_labels(cached.load(int(i))[1])
-                                               for i in picks],
-        "target": lambda: [target_fn(t) if target_fn else (t > 0) for t in tiles],
-        "weight map": lambda: [weight_fn(t) for t in tiles],
-    }
-    unpack = median_time(pieces["unpack the cached sample (masks H×W×N)"], 3) / len(picks)
+    def per_tile(fn):
+        return median_time(fn, 3) / len(picks)
+
+    unpack = per_tile(lambda: [cached.load(int(i)) for i in picks])
+    # the label image is made from a fresh unpack each time (holding 32 stacks of a large
+    # image's masks would take gigabytes), so the unpack is taken off again
+    relabel = per_tile(lambda: [disjoint_masks_to_labels(cached.load(int(i))[1])
+                                for i in picks]) - unpack
+    pieces = {"unpack the cached sample (masks H×W×N)": unpack,
+              "label image from the masks": relabel,
+              "target": per_tile(lambda: [target_fn(t) if target_fn else (t > 0)
+                                          for t in tiles]),
+              "weight map": per_tile(lambda: [weight_fn(t) for t in tiles])}
     print("one tile, one thread (median of 3 passes over 32 tiles, cut from whole images):")
-    for name, fn in pieces.items():
-        t = median_time(fn, 3) / len(picks)
-        if name == "label image from the masks":
-            t -= unpack   # the unpack is timed on its own line
+    for name, t in pieces.items():
         print(f"  {name:40s} {t * 1000:7.1f} ms")
 
     # -- whole batches ----------------------------------------------------------------------
-    def dataset(provider, workers=1):
-        return UNetDataset(provider, batch_size=recipe.batch_size, tile_size=recipe.tile_size,
-                           weight_fn=weight_fn, target_fn=target_fn, seed=0,
-                           augmenter=recipe.augmenter(), workers=workers)
+    def dataset(samples, workers=1):
+        """The recipe's training dataset (as the command line builds it) over ``samples``."""
+        ds = ut.training_dataset(dirs, recipe, provider=samples, augmenter=recipe.augmenter())
+        ds.workers = workers
+        return ds
 
     def provider(decoded: bool):
         """The recipe's provider: whole cached images, or 384-px pieces of them

@@ -88,10 +88,9 @@ def train_unet(train_dirs: Sequence[str | Path], recipe: ut.UNetRecipe, *,
     settings = TrainConfig(epochs=recipe.epochs, steps_per_epoch=steps, optimizer="adam",
                            learning_rate=recipe.learning_rate, weight_decay=0.0,
                            clipnorm=None, lr_drops=(), checkpoint_every=None,
-                           tensorboard=False, verbose=0,
-                           seed=recipe.seed)
+                           tensorboard=False, verbose=0, seed=recipe.seed)
     with tempfile.TemporaryDirectory(prefix="unet-run-") as scratch:
         result = train(model, dataset, Path(run_dir or scratch), settings,
-                       loss="binary_crossentropy", callbacks=cbs, resume=False,
+                       loss=recipe.loss, callbacks=cbs, resume=False,
                        print_fn=lambda line: None)
     return TrainedUNet(model, recipe, dict(result.history), dataset)

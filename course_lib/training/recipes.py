@@ -444,9 +444,8 @@ def maskrcnn_nuclei(data=None, mode: str | None = None, val_fraction: float = 0.
     config = maskrcnn.nuclei_cpu_config() if budget else maskrcnn.nuclei_config(mode)
     recipe = _maskrcnn_recipe(name, config, DsbFolderSamples(sample_dirs=train_dirs),
                               DsbFolderSamples(sample_dirs=val_dirs), mode=mode, workers=workers,
-                              root=root,
-                              train_overrides=train_overrides, budget=budget, init=init,
-                              windows=bool(budget))
+                              root=root, train_overrides=train_overrides, budget=budget,
+                              init=init, windows=bool(budget))
     recipe.extra.update(train_ids=[d.name for d in train_dirs],
                         val_ids=[d.name for d in val_dirs], modality=modality)
     return recipe
@@ -494,8 +493,7 @@ def maskrcnn_voc(data=None, mode: str | None = None, workers: int = 1,
         name = f"{name}-{augment}"
     return _maskrcnn_recipe(name, model_config, train_p, val_p if len(val_p) else None, mode=mode,
                             workers=workers, root=data, train_overrides=train_overrides,
-                            budget=budget, augment=augment,
-                            init=init)
+                            budget=budget, augment=augment, init=init)
 
 
 def maskrcnn_coco(data=None, mode: str | None = None, val_fraction: float = 0.1,
