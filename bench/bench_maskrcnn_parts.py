@@ -12,9 +12,11 @@ gradient into P2-P5), and each head forward + backward (into its input and weigh
 sum of the pieces plus the backbone step of ``bench_maskrcnn_step.py`` should come close to
 the whole step; pieces overlap a little when TensorFlow runs them together.
 
-``--train-chunk-mib`` sets ``course_lib.ops.roi.TRAIN_GATHER_CHUNK_BYTES`` for this run, so
-the RoIAlign rows show what the chunk size does to the backward pass (4 is the forward
-chunk, the value before the training chunk existed).
+``--scatter-chunk-mib`` sets ``course_lib.ops.roi.SCATTER_CHUNK_BYTES`` for this run, so the
+RoIAlign rows show what the backward's chunk size does. The last rows time the largest
+convolution (3×3, 256 channels, on P2) forward + backward as the model runs it
+(``course_lib.layers.conv2d.Conv2D``, its kernel gradient written out as matrix products)
+and as ``keras.layers.Conv2D`` runs it, with the same weights.
 """
 
 from __future__ import annotations
@@ -75,10 +77,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--instances", type=int, default=40)
-    parser.add_argument("--train-chunk-mib", type=float, default=None)
+    parser.add_argument("--scatter-chunk-mib", type=float, default=None)
     args = parser.parse_args()
-    if args.train_chunk_mib is not None:
-        roi.TRAIN_GATHER_CHUNK_BYTES = int(args.train_chunk_mib * 2**20)
+    if args.scatter_chunk_mib is not None:
+        roi.SCATTER_CHUNK_BYTES = int(args.scatter_chunk_mib * 2**20)
     cfg = M.MaskRCNNConfig(image_size=args.size, num_classes=2, backbone="resnet50",
                            pretrained=False, max_instances=max(64, args.instances))
     keras.utils.set_random_seed(0)
@@ -89,8 +91,8 @@ def main() -> None:
     pyramid, anchors, rpn_logits, rpn_deltas = model._features(inputs["images"], True)
     gt = model._ground_truth(inputs)
     print(f"{args.size}², batch 2, {args.instances} instances/image, {len(anchors):,} anchors; "
-          f"RoIAlign chunks: forward {roi.GATHER_CHUNK_BYTES / 2**20:g} MiB, training "
-          f"{roi.TRAIN_GATHER_CHUNK_BYTES / 2**20:g} MiB")
+          f"RoIAlign chunks: forward gather {roi.GATHER_CHUNK_BYTES / 2**20:g} MiB, backward "
+          f"scatter {roi.SCATTER_CHUNK_BYTES / 2**20:g} MiB")
 
     timed("RPN targets (forward)", lambda: rpn_targets_ops(
         anchors, gt["gt_boxes"], gt["gt_valid"], gt["ignore_boxes"],
@@ -114,12 +116,22 @@ def main() -> None:
             (f"box RoIAlign 7×7, {n_box} RoIs", model.box_align, rois, model.box_head),
             (f"mask RoIAlign 14×14, {n_mask} RoIs", model.mask_align, rois[:, :p],
              model.mask_head)):
-        timed(f"{name}: forward (inference chunks)", lambda a=align, b=boxes: a(b, maps))
-        timed(f"{name}: forward + backward (training chunks)",
-              backward(lambda a=align, b=boxes: a(b, maps, training=True), maps))
+        timed(f"{name}: forward", lambda a=align, b=boxes: a(b, maps))
+        timed(f"{name}: forward + backward", backward(lambda a=align, b=boxes: a(b, maps), maps))
         pooled = align(boxes, maps)
         timed("  its head: forward + backward", backward(
             lambda h=head, x=pooled: h(x), [pooled] + list(head.trainable_variables)))
+
+    # The largest convolution: P2's 3×3 smoothing conv, 256 channels in and out.
+    p2_conv = model.backbone.get_layer("fpn_p2")
+    plain = keras.layers.Conv2D(p2_conv.filters, 3, padding="same")
+    merged = tf.random.normal((2, *p2_conv.input.shape[1:]), seed=0)
+    plain.build(merged.shape)
+    plain.set_weights(p2_conv.get_weights())
+    for name, layer in (("course_lib Conv2D (kernel gradient as 9 matrix products)", p2_conv),
+                        ("keras.layers.Conv2D (the backend's kernel gradient)", plain)):
+        timed(f"P2 conv 3×3 256, {tuple(merged.shape[1:3])}, fwd + bwd: {name}", backward(
+            lambda c=layer: c(merged), [merged] + list(layer.trainable_variables)))
 
 
 if __name__ == "__main__":

@@ -366,22 +366,17 @@ def _pretend_gpu(monkeypatch, visible: bool):
 @pytest.mark.parametrize("gpu", [False, True])
 def test_the_gather_chunk_follows_the_device(gpu, monkeypatch):
     _pretend_gpu(monkeypatch, gpu)
-    if gpu:   # one size, large, whether gradients flow or not
-        assert roi.gather_chunk_bytes(False) == roi.gather_chunk_bytes(True) == 2**30
-    else:     # cache-sized forward, 16x larger when training (the backward's table-sized adds)
-        assert roi.gather_chunk_bytes(False) == 4 * 2**20
-        assert roi.gather_chunk_bytes(True) == 64 * 2**20
+    assert roi.gather_chunk_bytes() == (2**30 if gpu else 4 * 2**20)
 
 
-@pytest.mark.parametrize("gpu, for_training", [(False, False), (False, True), (True, False)])
-def test_multilevel_roi_align_ops_matches_reference(gpu, for_training, monkeypatch):
-    # On the CPU, chunks of 3 and 7 boxes (not divisors of 80), so both gather sizes cross
-    # chunk edges; with a GPU visible, all 80 boxes in one step, not padded up to 1 GiB.
+@pytest.mark.parametrize("gpu", [False, True])
+def test_multilevel_roi_align_ops_matches_reference(gpu, monkeypatch):
+    # On the CPU, chunks of 3 boxes (not a divisor of 80), so the gather crosses chunk edges;
+    # with a GPU visible, all 80 boxes in one step, not padded up to 1 GiB.
     import keras
 
     _pretend_gpu(monkeypatch, gpu)
     monkeypatch.setattr(roi, "GATHER_CHUNK_BYTES", 3 * 49 * 16 * 3 * 4)
-    monkeypatch.setattr(roi, "TRAIN_GATHER_CHUNK_BYTES", 7 * 49 * 16 * 3 * 4)
     chunks = []   # (steps, boxes per step) of every ops.map call
     map_ = keras.ops.map
     monkeypatch.setattr(keras.ops, "map", lambda f, xs: chunks.append(tuple(xs[0].shape[:2]))
@@ -389,37 +384,78 @@ def test_multilevel_roi_align_ops_matches_reference(gpu, for_training, monkeypat
     rng = np.random.default_rng(8)
     pyramid = [rng.normal(size=(2, 64 // 2**i, 48 // 2**i, 3)) for i in range(4)]
     boxes = np.stack([_random_boxes(rng, 40, 500) for _ in range(2)])
-    got = np.asarray(roi.multilevel_roi_align_ops(pyramid, boxes, 7, for_training=for_training))
+    got = np.asarray(roi.multilevel_roi_align_ops(pyramid, boxes, 7))
     for b in range(2):
         want = roi.multilevel_roi_align([p[b] for p in pyramid], boxes[b], 7)
         np.testing.assert_allclose(got[b], want, atol=1e-4)
     assert len(set(roi.fpn_level(boxes.reshape(-1, 4)))) >= 3  # the test spans levels
-    assert chunks == [(1, 80) if gpu else (12, 7) if for_training else (27, 3)]
+    assert chunks == [(1, 80) if gpu else (27, 3)]
 
 
-def test_multilevel_roi_align_gradient_is_the_reference_transposed(monkeypatch):
+def _pyramid_and_boxes(seed, n_boxes=20):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    pyramid = [tf.constant(rng.normal(size=(1, 32 // 2**i, 32 // 2**i, 2)), tf.float32)
+               for i in range(4)]
+    return rng, pyramid, _random_boxes(rng, n_boxes, 250)[None]
+
+
+@pytest.mark.parametrize("scatter_boxes", [1, 7, 1000])
+def test_multilevel_roi_align_gradient_is_the_reference_transposed(scatter_boxes, monkeypatch):
     # RoIAlign is linear in the maps, out = A·F, so for any direction E the gradient g of
     # sum(w · out) satisfies <g, E> = sum(w · A·E): the NumPy reference applied to E is the
-    # oracle. Checked for the training gather (large chunks) and the forward one (small).
+    # oracle. The written-out backward scatters 1, 7 (not a divisor of 20) or all boxes per
+    # step; the forward gathers 3 at a time.
     import tensorflow as tf
 
     monkeypatch.setattr(roi, "GATHER_CHUNK_BYTES", 3 * 9 * 16 * 2 * 4)
-    monkeypatch.setattr(roi, "TRAIN_GATHER_CHUNK_BYTES", 7 * 9 * 16 * 2 * 4)
-    rng = np.random.default_rng(9)
-    pyramid = [tf.constant(rng.normal(size=(1, 32 // 2**i, 32 // 2**i, 2)), tf.float32)
-               for i in range(4)]
-    boxes = _random_boxes(rng, 20, 250)[None]
+    monkeypatch.setattr(roi, "SCATTER_CHUNK_BYTES", scatter_boxes * 9 * 16 * 2 * 4)
+    rng, pyramid, boxes = _pyramid_and_boxes(9)
     w = rng.normal(size=(1, 20, 3, 3, 2))
     direction = [rng.normal(size=p.shape) for p in pyramid]
     want = float(np.sum(w[0] * roi.multilevel_roi_align([d[0] for d in direction], boxes[0], 3)))
-    for for_training in (False, True):
-        with tf.GradientTape() as tape:
-            tape.watch(pyramid)
-            out = roi.multilevel_roi_align_ops(pyramid, boxes, 3, for_training=for_training)
-            total = tf.reduce_sum(tf.constant(w, tf.float32) * out)
-        grads = tape.gradient(total, pyramid)
-        got = sum(float(np.sum(np.asarray(g) * d)) for g, d in zip(grads, direction, strict=True))
-        assert got == pytest.approx(want, rel=1e-4, abs=1e-4), for_training
+    with tf.GradientTape() as tape:
+        tape.watch(pyramid)
+        out = roi.multilevel_roi_align_ops(pyramid, boxes, 3)
+        total = tf.reduce_sum(tf.constant(w, tf.float32) * out)
+    grads = tape.gradient(total, pyramid)
+    got = sum(float(np.sum(np.asarray(g) * d)) for g, d in zip(grads, direction, strict=True))
+    assert got == pytest.approx(want, rel=1e-4, abs=1e-4)
+
+
+def test_roi_align_gradient_into_the_boxes_matches_finite_differences():
+    # The written-out backward also returns the gradient into the sampling weights, which
+    # carries on into the box coordinates. Oracle: central differences of the float64 NumPy
+    # reference (bilinear sampling is linear between cell centres, so a small step that
+    # crosses no centre gives the exact slope; the boxes are chosen to sit between centres).
+    import tensorflow as tf
+
+    rng = np.random.default_rng(10)
+    fmap = rng.normal(size=(1, 12, 12, 2))
+    # Edges at x.3 cells (stride 1, aligned): every sample point is 0.05+ from a centre.
+    boxes = np.array([[[1.3, 2.3, 7.3, 9.3], [4.3, 0.3, 10.3, 5.3]]])
+    w = rng.normal(size=(1, 2, 3, 3, 2))
+
+    def total(b):
+        return float(np.sum(w[0] * roi.roi_align(fmap[0], b, 3, 1.0, sampling_ratio=2)))
+
+    eps = 1e-3
+    want = np.zeros_like(boxes[0])
+    for i in range(2):
+        for j in range(4):
+            up, down = boxes[0].copy(), boxes[0].copy()
+            up[i, j] += eps
+            down[i, j] -= eps
+            want[i, j] = (total(up) - total(down)) / (2 * eps)
+    tb = tf.constant(boxes, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(tb)
+        out = roi.roi_align_ops(tf.constant(fmap, tf.float32), tb, 3, 1.0, sampling_ratio=2)
+        loss = tf.reduce_sum(tf.constant(w, tf.float32) * out)
+    got = np.asarray(tape.gradient(loss, tb))[0]
+    assert np.abs(want).max() > 0.1            # the boxes do move the output
+    np.testing.assert_allclose(got, want, atol=2e-3, rtol=1e-3)
 
 
 # ------------------------------------------------------------------- the exercise checks

@@ -24,6 +24,7 @@ import numpy as np
 from keras import layers
 
 from course_lib.layers import resnet as resnet_lib
+from course_lib.layers.conv2d import Conv2D
 
 #: Pyramid levels produced and their strides.
 LEVELS = ("P2", "P3", "P4", "P5", "P6")
@@ -60,7 +61,9 @@ def top_down(features, channels: int = 256, name: str = "fpn"):
                                      name=f"{name}_p{level + 1}upsampled")(higher)
             merged[level] = layers.Add(name=f"{name}_p{level}add")([up, lateral])
         higher = merged[level]
-    outputs = [layers.Conv2D(channels, 3, padding="same", name=f"{name}_p{level}")(merged[level])
+    # The smoothing convolutions are the model's largest (P2: 256 channels at a quarter of the
+    # image side): this Conv2D is Keras' with a cheaper kernel gradient there (layers/conv2d.py).
+    outputs = [Conv2D(channels, 3, padding="same", name=f"{name}_p{level}")(merged[level])
                for level in (2, 3, 4, 5)]
     p6 = layers.MaxPooling2D(pool_size=1, strides=2, name=f"{name}_p6")(outputs[-1])
     return outputs + [p6]

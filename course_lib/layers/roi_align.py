@@ -115,9 +115,7 @@ class PyramidRoIAlign(keras.layers.Layer):
     def max_level(self) -> int:
         return self.min_level + len(self.strides) - 1
 
-    def call(self, boxes, features=None, training=None):
-        # training=True (set by Keras from the model's call) only changes how many boxes are
-        # gathered per step: larger chunks make the backward pass cheap (ops/roi.py).
+    def call(self, boxes, features=None):
         if features is None:  # one list input, as in layer([boxes, [P2, P3, P4, P5]])
             boxes, features = boxes
         if len(features) != len(self.strides):
@@ -125,8 +123,7 @@ class PyramidRoIAlign(keras.layers.Layer):
                              f"for strides {self.strides}; pass one map per stride.")
         out = roi_ops.multilevel_roi_align_ops(
             features, boxes, self.output_size, self.sampling_ratio, aligned=self.aligned,
-            strides=self.strides, k0=self.k0, canonical=self.canonical, min_level=self.min_level,
-            for_training=bool(training))
+            strides=self.strides, k0=self.k0, canonical=self.canonical, min_level=self.min_level)
         return keras.ops.cast(out, self.compute_dtype)
 
     def levels(self, boxes):

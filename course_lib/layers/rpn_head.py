@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from course_lib.layers.conv2d import Conv2D
+
 
 @keras.saving.register_keras_serializable(package="course_lib")
 class RPNHead(keras.layers.Layer):
@@ -39,8 +41,9 @@ class RPNHead(keras.layers.Layer):
         super().__init__(**kwargs)
         self.anchors_per_location = int(anchors_per_location)
         self.channels = int(channels)
-        self.shared = keras.layers.Conv2D(self.channels, 3, padding="same", activation="relu",
-                                          name="rpn_conv_shared")
+        # Keras' Conv2D, with a cheaper kernel gradient on P2's large map (layers/conv2d.py).
+        self.shared = Conv2D(self.channels, 3, padding="same", activation="relu",
+                             name="rpn_conv_shared")
         self.objectness = keras.layers.Conv2D(self.anchors_per_location, 1, name="rpn_class_logits")
         self.box = keras.layers.Conv2D(4 * self.anchors_per_location, 1, name="rpn_bbox")
 

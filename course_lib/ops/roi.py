@@ -62,39 +62,37 @@ __all__ = [
 #: even after float rounding (torchvision and detectron2 do the same).
 LEVEL_EPS = 1e-6
 
-#: Bytes of gathered neighbours the keras.ops twin holds at once (see ``_align_from_flat``):
-#: small, so each chunk stays in the CPU cache, which is what a forward pass wants.
+#: Bytes of gathered neighbours the keras.ops twin holds at once in the forward pass (see
+#: ``_align_from_flat``): small, so each chunk stays in the CPU cache. At 512², batch 2, the
+#: box RoIAlign's forward (1,024 RoIs at 7×7) took 0.07 s in 4 MiB chunks and 0.12 s in
+#: 64 MiB ones (bench/README.md).
 GATHER_CHUNK_BYTES = 4 * 2**20
-#: The same when gradients flow (``for_training=True``). The backward of every ``ops.map``
-#: step adds a dense gradient the size of the whole feature table (≈ 45 MB for P2-P5 of two
-#: 512² images), so its cost is (number of chunks) × (table size): 4 MiB chunks made that
-#: 460 × 45 MB per step. Measured at 512², batch 2 (box 1,024 RoIs at 7×7 / mask 256 RoIs at
-#: 14×14, forward + backward): 4.2 / 5.0 s at 4 MiB, 1.4 / 1.7 s at 16 MB, 0.84 / 0.81 s at
-#: 64 MiB, 1.0 / 0.81 s at 256 MB (bench/README.md).
-TRAIN_GATHER_CHUNK_BYTES = 64 * 2**20
-#: The same on an accelerator (a GPU the Keras backend sees), forward and backward: there an
-#: ``ops.map`` step is a loop iteration with its own kernel launches, not a cache-sized bite,
-#: so the gather is done in as few steps as memory allows. 1 GiB holds a whole training batch
-#: of two images in one step (box head: 1,024 RoIs × 7×7 bins × 16 neighbours × 256 channels
-#: × 4 bytes = 0.8 GB; mask head: 256 RoIs at 14×14, the same) and splits batch 8 into four.
+#: The same on an accelerator (a GPU the Keras backend sees): there an ``ops.map`` step is a
+#: loop iteration with its own kernel launches, not a cache-sized bite, so the gather is done
+#: in as few steps as memory allows. 1 GiB holds a whole training batch of two images in one
+#: step (box head: 1,024 RoIs × 7×7 bins × 16 neighbours × 256 channels × 4 bytes = 0.8 GB;
+#: mask head: 256 RoIs at 14×14, the same) and splits batch 8 into four.
 ACCELERATOR_GATHER_CHUNK_BYTES = 2**30
+#: Bytes of weighted neighbour gradients the backward pass scatters into the feature table
+#: per step, on any device (see ``_weighted_gather``). Each step writes one dense gradient
+#: the size of the whole table (≈ 45 MB for P2-P5 of two 512² images), so few large steps
+#: beat many small ones: a training batch of two 512² images is one step.
+SCATTER_CHUNK_BYTES = 2**30
 
 
-def gather_chunk_bytes(for_training: bool = False) -> int:
-    """Bytes of gathered neighbours per ``ops.map`` step for the device the backend uses.
+def gather_chunk_bytes() -> int:
+    """Bytes of gathered neighbours per forward ``ops.map`` step for the backend's device.
 
     :data:`ACCELERATOR_GATHER_CHUNK_BYTES` when a GPU is visible
-    (:func:`course_lib.config.gpu_devices`), else the CPU sizes:
-    :data:`TRAIN_GATHER_CHUNK_BYTES` when gradients flow, :data:`GATHER_CHUNK_BYTES` when not.
-    Chosen when the graph is traced; the result of the RoIAlign does not depend on it.
+    (:func:`course_lib.config.gpu_devices`), else :data:`GATHER_CHUNK_BYTES`. Chosen when the
+    graph is traced; the result of the RoIAlign does not depend on it, and the backward pass
+    has its own chunk (:data:`SCATTER_CHUNK_BYTES`).
 
     Taught in notebooks/07_roi_pool_vs_roi_align.
     """
     from course_lib.config import gpu_devices
 
-    if gpu_devices():
-        return ACCELERATOR_GATHER_CHUNK_BYTES
-    return TRAIN_GATHER_CHUNK_BYTES if for_training else GATHER_CHUNK_BYTES
+    return ACCELERATOR_GATHER_CHUNK_BYTES if gpu_devices() else GATHER_CHUNK_BYTES
 
 
 # ------------------------------------------------------------------------------------------
@@ -453,6 +451,81 @@ def _sample_grid_ops(boxes, scale, *, out_h: int, out_w: int, sampling_ratio: in
     return ys, xs
 
 
+def _in_chunks(rows_per_step: int, *tensors):
+    """Pad ``(R, ...)`` tensors to whole steps and reshape them to ``(steps, rows_per_step, ...)``.
+
+    Padded rows are zeros (index 0 with weight 0: they read and write nothing). Zero rows still
+    make one step, since ``keras.ops.map`` looks at the first element.
+    """
+    from keras import ops
+
+    rows = tensors[0].shape[0]
+    if rows is not None:   # known when traced: never pad past the rows there are
+        rows_per_step = max(1, min(rows_per_step, rows))
+        pad = (-rows) % rows_per_step if rows else 1
+    else:                  # known only at run time (a batch size left open)
+        pad = rows_per_step - ops.shape(tensors[0])[0] % rows_per_step
+    return [ops.reshape(ops.pad(t, [(0, pad)] + [(0, 0)] * (len(t.shape) - 1)),
+                        (-1, rows_per_step, *t.shape[1:])) for t in tensors]
+
+
+def _weighted_gather(flat, index, weight, chunk_bytes: int):
+    """``out[r, p] = sum_k weight[r, p, k] * flat[index[r, p, k]]``, with its gradient written out.
+
+    Args:
+        flat: ``(M, C)`` float32 table.
+        index: ``(R, P, K)`` int32 rows of ``flat`` (R boxes, P bins, K neighbours per bin).
+        weight: ``(R, P, K)`` float32.
+        chunk_bytes: gathered bytes per forward ``ops.map`` step.
+
+    Returns ``(R, P, C)``.
+
+    The forward gathers a few boxes at a time (the ``(R, P, K, C)`` neighbours would be K times
+    the output, and writing them out and reading them back is most of the time). Left to
+    autodiff, that loop's backward would keep every step's gathered neighbours and add a dense
+    table-sized gradient per step; written out, the gradient into ``flat`` is one scatter-add
+    (``segment_sum``) of ``weight × upstream`` onto the rows it was read from, and the
+    gradient into ``weight`` (it flows to the boxes; the course's models stop it there) is the
+    neighbours gathered again, dotted with ``upstream``.
+    """
+    from keras import ops
+
+    bins, k = index.shape[1], index.shape[2]
+    rows = ops.shape(index)[0]
+    channels = flat.shape[-1]
+    per_step = max(1, chunk_bytes // (bins * k * int(channels) * 4))
+
+    @ops.custom_gradient
+    def gather(flat, weight):
+        def gather_dot(args):        # neighbours of a chunk of boxes, weighted and summed
+            idx, wts = args
+            return ops.matmul(wts[..., None, :], ops.take(flat, idx, axis=0))[..., 0, :]
+
+        idx_c, w_c = _in_chunks(per_step, index, weight)
+        out = ops.reshape(ops.map(gather_dot, (idx_c, w_c)), (-1, bins, channels))[:rows]
+
+        def grad(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream          # (R, P, C)
+            scatter_rows = max(1, SCATTER_CHUNK_BYTES // (bins * k * int(channels) * 4))
+            idx_s, w_s, up_s = _in_chunks(scatter_rows, index, weight, upstream)
+
+            def scatter(i, table):
+                part = w_s[i][..., None] * up_s[i][:, :, None, :]           # (rows, P, K, C)
+                return table + ops.segment_sum(ops.reshape(part, (-1, channels)),
+                                               ops.reshape(idx_s[i], (-1,)),
+                                               num_segments=ops.shape(flat)[0])
+
+            d_flat = ops.fori_loop(0, ops.shape(idx_s)[0], scatter, ops.zeros_like(flat))
+            up_c = _in_chunks(per_step, upstream)[0]
+            d_weight = ops.map(lambda a: ops.einsum("rpkc,rpc->rpk", ops.take(flat, a[0], axis=0),
+                                                    a[1]), (idx_c, up_c))
+            return d_flat, ops.reshape(d_weight, (-1, bins, k))[:rows]
+
+        return out, grad
+
+    return gather(flat, weight)
+
+
 def _align_from_flat(flat, base, height, width, *, ys, xs, out_h: int, out_w: int, sr: int,
                      chunk_bytes: int = GATHER_CHUNK_BYTES):
     """Bilinear samples averaged per bin, gathered from a flattened feature table.
@@ -462,8 +535,7 @@ def _align_from_flat(flat, base, height, width, *, ys, xs, out_h: int, out_w: in
         base: ``(B, N)`` int32 row of ``flat`` where each box's map starts.
         height, width: ``(B, N)`` float32 size of each box's map.
         ys, xs: ``(B, N, h*sr)`` and ``(B, N, w*sr)`` sample positions.
-        chunk_bytes: gathered bytes per ``ops.map`` step (:data:`GATHER_CHUNK_BYTES`, or
-            :data:`TRAIN_GATHER_CHUNK_BYTES` when gradients flow).
+        chunk_bytes: gathered bytes per forward ``ops.map`` step (:func:`gather_chunk_bytes`).
 
     Returns ``(B, N, h, w, C)``.
     """
@@ -501,31 +573,8 @@ def _align_from_flat(flat, base, height, width, *, ys, xs, out_h: int, out_w: in
     index, weight = per_bin(index), per_bin(weight) / float(sr * sr)
     channels = flat.shape[-1]
     k = sr * sr * 4
-    # The gathered neighbours, (B*N, h*w, K, C), would be K/4 times the output (0.8 GB for
-    # 1,000 boxes): written to memory and read back, that traffic is most of the time. So
-    # gather and reduce a few boxes at a time, keeping each chunk in the CPU cache.
-    index = ops.reshape(index, (-1, out_h * out_w, k))
-    weight = ops.reshape(weight, (-1, out_h * out_w, 1, k))
-    chunk = max(1, chunk_bytes // (out_h * out_w * k * int(channels) * 4))
-    rows = ops.shape(index)[0]
-    # Pad to whole chunks (padded rows read cell 0 with weight 0). Zero boxes still make one
-    # chunk: keras.ops.map looks at the first element.
-    if index.shape[0] is not None:   # rows known when traced: never pad past the boxes there are
-        chunk = max(1, min(chunk, index.shape[0]))
-        pad = (-index.shape[0]) % chunk if index.shape[0] else 1
-    else:                            # batch size known only at run time
-        pad = chunk - rows % chunk
-    index = ops.pad(index, ((0, pad), (0, 0), (0, 0)))
-    weight = ops.pad(weight, ((0, pad), (0, 0), (0, 0), (0, 0)))
-    index = ops.reshape(index, (-1, chunk, out_h * out_w, k))
-    weight = ops.reshape(weight, (-1, chunk, out_h * out_w, 1, k))
-
-    def weighted_gather(args):
-        idx, wts = args
-        return ops.matmul(wts, ops.take(flat, idx, axis=0))[..., 0, :]   # (chunk, h*w, C)
-
-    pooled = ops.map(weighted_gather, (index, weight))
-    pooled = ops.reshape(pooled, (-1, out_h, out_w, channels))[:rows]
+    pooled = _weighted_gather(flat, ops.reshape(index, (-1, out_h * out_w, k)),
+                              ops.reshape(weight, (-1, out_h * out_w, k)), chunk_bytes)
     return ops.reshape(pooled, (b, n, out_h, out_w, channels))
 
 
@@ -601,8 +650,7 @@ def roi_align_ops(features, boxes, output_size, spatial_scale: float, *, samplin
 
 def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, sampling_ratio: int = 2,
                              *, aligned: bool = True, strides=None, k0: int = 4,
-                             canonical: float = 224.0, min_level: int = 2,
-                             for_training: bool = False):
+                             canonical: float = 224.0, min_level: int = 2):
     """Multi-level RoIAlign in ``keras.ops`` (twin of :func:`multilevel_roi_align`).
 
     Fixed shapes without sorting boxes by level: all levels are flattened into one table
@@ -613,10 +661,6 @@ def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, samplin
     Args:
         feature_list: ``[(B, H_l, W_l, C), ...]`` from ``P_min_level`` up, static sizes.
         boxes: ``(B, N, 4)`` in image pixels.
-        for_training: gradients will flow back into the maps: on a CPU gather in larger
-            chunks (:data:`TRAIN_GATHER_CHUNK_BYTES`), which makes the backward ~5× cheaper
-            and the forward ~4× dearer; on a GPU the chunk is large either way
-            (:func:`gather_chunk_bytes`). The result is the same either way.
         Others as in :func:`multilevel_roi_align`.
 
     Returns:
@@ -653,4 +697,4 @@ def multilevel_roi_align_ops(feature_list: Sequence, boxes, output_size, samplin
     scale = lookup([1.0 / s for s in strides], "float32")
     return roi_align_table_ops(flat, boxes, base=base, height=height, width=width, scale=scale,
                                output_size=(out_h, out_w), sampling_ratio=sr, aligned=aligned,
-                               chunk_bytes=gather_chunk_bytes(for_training))
+                               chunk_bytes=gather_chunk_bytes())
