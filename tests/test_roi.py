@@ -392,15 +392,6 @@ def test_multilevel_roi_align_ops_matches_reference(gpu, monkeypatch):
     assert chunks == [(1, 80) if gpu else (27, 3)]
 
 
-def _pyramid_and_boxes(seed, n_boxes=20):
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-    pyramid = [tf.constant(rng.normal(size=(1, 32 // 2**i, 32 // 2**i, 2)), tf.float32)
-               for i in range(4)]
-    return rng, pyramid, _random_boxes(rng, n_boxes, 250)[None]
-
-
 @pytest.mark.parametrize("scatter_boxes", [1, 7, 1000])
 def test_multilevel_roi_align_gradient_is_the_reference_transposed(scatter_boxes, monkeypatch):
     # RoIAlign is linear in the maps, out = A·F, so for any direction E the gradient g of
@@ -411,7 +402,10 @@ def test_multilevel_roi_align_gradient_is_the_reference_transposed(scatter_boxes
 
     monkeypatch.setattr(roi, "GATHER_CHUNK_BYTES", 3 * 9 * 16 * 2 * 4)
     monkeypatch.setattr(roi, "SCATTER_CHUNK_BYTES", scatter_boxes * 9 * 16 * 2 * 4)
-    rng, pyramid, boxes = _pyramid_and_boxes(9)
+    rng = np.random.default_rng(9)
+    pyramid = [tf.constant(rng.normal(size=(1, 32 // 2**i, 32 // 2**i, 2)), tf.float32)
+               for i in range(4)]
+    boxes = _random_boxes(rng, 20, 250)[None]
     w = rng.normal(size=(1, 20, 3, 3, 2))
     direction = [rng.normal(size=p.shape) for p in pyramid]
     want = float(np.sum(w[0] * roi.multilevel_roi_align([d[0] for d in direction], boxes[0], 3)))

@@ -493,7 +493,8 @@ def _weighted_gather(flat, index, weight, chunk_bytes: int):
     bins, k = index.shape[1], index.shape[2]
     rows = ops.shape(index)[0]
     channels = flat.shape[-1]
-    per_step = max(1, chunk_bytes // (bins * k * int(channels) * 4))
+    box_bytes = bins * k * int(channels) * 4          # one box's neighbours, float32
+    per_step = max(1, chunk_bytes // box_bytes)
 
     @ops.custom_gradient
     def gather(flat, weight):
@@ -506,8 +507,8 @@ def _weighted_gather(flat, index, weight, chunk_bytes: int):
 
         def grad(*args, upstream=None):
             upstream = args[0] if upstream is None else upstream          # (R, P, C)
-            scatter_rows = max(1, SCATTER_CHUNK_BYTES // (bins * k * int(channels) * 4))
-            idx_s, w_s, up_s = _in_chunks(scatter_rows, index, weight, upstream)
+            idx_s, w_s, up_s = _in_chunks(max(1, SCATTER_CHUNK_BYTES // box_bytes),
+                                          index, weight, upstream)
 
             def scatter(i, table):
                 part = w_s[i][..., None] * up_s[i][:, :, None, :]           # (rows, P, K, C)
