@@ -16,15 +16,19 @@ FLAGS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512F", "avx512_vnni": "AV
          "avx512_bf16": "AVX-512 BF16", "amx_tile": "AMX", "amx_bf16": "AMX-BF16"}
 
 
-def cpu_facts() -> dict[str, str]:
-    """``{"cpu": model name, "isa": the extensions present, "cores": logical cores}``."""
-    model, flags = platform.processor() or "unknown CPU", set()
+def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
+    """``{"cpu": model name, "isa": the extensions present, "cores": logical cores}``.
+
+    The flags are :func:`course_lib.config.cpu_flags`' (what the course's layers read too).
+    """
+    from course_lib.config import cpu_flags
+
+    model, flags = platform.processor() or "unknown CPU", cpu_flags(cpuinfo)
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("unknown CPU", platform.processor()):
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
+                break
     except OSError:
         pass
     isa = ", ".join(name for flag, name in FLAGS.items() if flag in flags) or "none of " + \
@@ -44,6 +48,10 @@ def backend_facts() -> dict[str, str]:
         facts["version"] = tf.__version__
         facts["oneDNN"] = ("off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "on")
         facts["ONEDNN_MAX_CPU_ISA"] = os.environ.get("ONEDNN_MAX_CPU_ISA", "unset (all)")
+        from course_lib.config import onednn_runs_avx2
+
+        facts["oneDNN vectors"] = ("AVX2 (course Conv2D halves a lone image)"
+                                   if onednn_runs_avx2() else "not AVX2 (one image stays whole)")
         facts["threads"] = (f"intra-op {tf.config.threading.get_intra_op_parallelism_threads()}"
                             f", inter-op {tf.config.threading.get_inter_op_parallelism_threads()}"
                             " (0 = one per core)")

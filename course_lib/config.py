@@ -101,6 +101,59 @@ def gpu_devices() -> tuple[str, ...]:
     return ()
 
 
+#: ``ONEDNN_MAX_CPU_ISA`` values that keep oneDNN on 256-bit AVX2 vectors (the ISA names of
+#: oneDNN's documentation, "Dispatcher control"; TensorFlow reads the variable at its start).
+ONEDNN_AVX2_CAPS = ("AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
+
+
+@functools.lru_cache(maxsize=4)
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as Linux names them (``"avx2"``, ``"fma"``, ``"avx512f"``, …).
+
+    Read from ``cpuinfo`` (Linux); empty where that file cannot be read (macOS, Windows), so a
+    caller that needs a flag treats "unknown" as "absent".
+
+    Taught in notebooks/03_convolution (why one image on an AVX2 CPU is cut in two).
+    """
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def onednn_runs_avx2(flags: frozenset[str] | None = None) -> bool:
+    """Whether TensorFlow's oneDNN kernels run here with AVX2 as their widest vectors.
+
+    True on an x86 CPU with AVX2 and no AVX-512 (AMD Zen 1–3, most Intel laptop CPUs), or on
+    an AVX-512 one whose oneDNN is capped with ``ONEDNN_MAX_CPU_ISA=AVX2`` (how this
+    project's benchmarks stand in for such a CPU). False with AVX-512, with oneDNN off
+    (``TF_ENABLE_ONEDNN_OPTS=0``), on a backend other than TensorFlow, or where the CPU's flags
+    cannot be read (:func:`cpu_flags`). :class:`course_lib.layers.conv2d.Conv2D` reads it: on
+    such a CPU oneDNN runs a one-image 3×3 convolution about 3× slower per image than a
+    two-image one (bench/README.md, "Batch 1 on AVX2").
+
+    Args:
+        flags: the CPU's flags (default: :func:`cpu_flags`); tests pass their own.
+
+    Taught in notebooks/03_convolution.
+    """
+    if keras_backend() != "tensorflow" or os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        return False
+    flags = cpu_flags() if flags is None else flags
+    if "avx2" not in flags:
+        return False
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap in ONEDNN_AVX2_CAPS:
+        return True
+    if cap.startswith("SSE") or cap == "AVX":     # capped below AVX2
+        return False
+    return "avx512f" not in flags                   # unset, ALL or an AVX-512 cap: the CPU decides
+
+
 def keras_config_path() -> Path:
     """Where Keras keeps ``keras.json``: ``$KERAS_HOME``, else ``~/.keras`` (``/tmp/.keras``
     when the home folder is not writable), as Keras itself decides at import.

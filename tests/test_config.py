@@ -42,6 +42,42 @@ def test_quick_mode_is_smaller_than_full():
     assert q.n_synthetic_images < f.n_synthetic_images
 
 
+def test_cpu_flags_reads_the_flags_line_and_is_empty_where_it_cannot(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\n"
+                       "flags\t\t: fpu sse2 avx2 fma avx512f\n\nprocessor\t: 1\n")
+    assert config.cpu_flags(str(cpuinfo)) == {"fpu", "sse2", "avx2", "fma", "avx512f"}
+    assert config.cpu_flags(str(tmp_path / "absent")) == frozenset()
+
+
+AVX2_CPU = frozenset({"sse4_2", "avx", "avx2", "fma"})
+AVX512_CPU = AVX2_CPU | {"avx512f", "avx512bw", "avx512_bf16"}
+
+
+@pytest.mark.parametrize("flags, env, want", [
+    (AVX2_CPU, {}, True),                                        # a Zen 3 or laptop CPU
+    (AVX512_CPU, {}, False),                                     # oneDNN takes AVX-512
+    (AVX512_CPU, {"ONEDNN_MAX_CPU_ISA": "avx2"}, True),          # capped, as the benches do
+    (AVX512_CPU, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, False),
+    (AVX2_CPU, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, True),     # a cap above the CPU: the CPU
+    (AVX2_CPU, {"ONEDNN_MAX_CPU_ISA": "ALL"}, True),
+    (AVX2_CPU, {"ONEDNN_MAX_CPU_ISA": "SSE41"}, False),          # capped below AVX2
+    (AVX2_CPU, {"ONEDNN_MAX_CPU_ISA": "AVX"}, False),
+    (AVX2_CPU, {"TF_ENABLE_ONEDNN_OPTS": "0"}, False),           # oneDNN off: Eigen
+    (frozenset({"sse4_2", "avx"}), {}, False),                   # no AVX2
+    (frozenset(), {}, False),                                    # flags unknown (macOS, Windows)
+])
+def test_onednn_runs_avx2_reads_the_cpu_and_the_caps(flags, env, want, monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(config, "keras_backend", lambda: "tensorflow")
+    assert config.onednn_runs_avx2(flags) is want
+    monkeypatch.setattr(config, "keras_backend", lambda: "jax")     # oneDNN is TensorFlow's
+    assert config.onednn_runs_avx2(flags) is False
+
+
 def test_dataset_status_prefers_real_over_synthetic(data_root):
     assert discovery.dataset_status()["nuclei"] == ("missing", None)
     synthetic = data_root / "synthetic/nuclei/stage1_train"

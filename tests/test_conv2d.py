@@ -71,6 +71,7 @@ def test_the_layer_writes_the_gradient_out_only_where_it_was_measured_to_pay(
     monkeypatch.setattr(conv2d, "MIN_CELLS", 16 * 16)
     monkeypatch.setattr(conv2d, "MIN_CHANNELS", 8)
     monkeypatch.setattr(config, "gpu_devices", lambda: ("/physical_device:GPU:0",) if gpu else ())
+    monkeypatch.setattr(config, "onednn_runs_avx2", lambda: False)   # one image, not halved
     calls = _count_written_out(monkeypatch)
     settings = {"kernel_size": 3, "padding": "same", **kwargs}
     layer = conv2d.Conv2D(channels, settings.pop("kernel_size"), **settings)
@@ -107,6 +108,109 @@ def test_the_layer_equals_keras_conv2d_with_the_same_weights(monkeypatch):
     assert (results[1][0] > 0).mean() > 0.2          # the ReLU lets some through, not all
     for a, b in zip(*results, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("k, shape", [(3, (1, 8, 7, 5)), (5, (1, 6, 9, 3)), (3, (1, 2, 4, 2))])
+def test_one_image_in_two_halves_is_the_whole_convolution(k, shape):
+    # Output and both gradients; a 5×5 kernel on 3-row halves needs two halo rows each, and
+    # the 2-row map halves into single rows.
+    rng = np.random.default_rng(10 + k)
+    x = rng.normal(size=shape).astype("float32")
+    kernel = rng.normal(size=(k, k, shape[-1], 4)).astype("float32")
+    w_out = rng.normal(size=(*shape[:3], 4)).astype("float32")
+    want = _tf_conv_and_grads(x, kernel, w_out)
+    xt, kt = tf.constant(x), tf.constant(kernel)
+    with tf.GradientTape() as tape:
+        tape.watch([xt, kt])
+        y = conv2d.conv_same_in_two_halves(xt, kt)
+        loss = tf.reduce_sum(y * w_out)
+    got = (np.asarray(y), *(g.numpy() for g in tape.gradient(loss, [xt, kt])))
+    for name, g, w in zip(("output", "d input", "d kernel"), got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("x_shape, k", [((2, 8, 8, 1), 3), ((1, 7, 8, 1), 3), ((1, 8, 8, 1), 2)])
+def test_halving_refuses_two_images_an_odd_height_and_an_even_kernel(x_shape, k):
+    with pytest.raises(ValueError, match="one image with an even, known height"):
+        conv2d.conv_same_in_two_halves(tf.zeros(x_shape), tf.zeros((k, k, 1, 1)))
+
+
+def _count_halved(monkeypatch):
+    calls = []
+    original = conv2d.conv_same_in_two_halves
+    monkeypatch.setattr(conv2d, "conv_same_in_two_halves",
+                        lambda x, k: calls.append(tuple(x.shape)) or original(x, k))
+    return calls
+
+
+@pytest.mark.parametrize("avx2, batch, side, kwargs, gpu, used", [
+    (True, 1, 16, {}, False, True),
+    (True, 1, 18, {"kernel_size": 5}, False, True),
+    (False, 1, 16, {}, False, False),            # AVX-512 (or unknown): one image stays whole
+    (True, 2, 16, {}, False, False),             # two images: oneDNN's fast kernel already
+    (True, 1, 14, {}, False, False),             # under MIN_ROWS_TO_HALVE
+    (True, 1, 17, {}, False, False),             # an odd height does not halve
+    (True, 1, 16, {"kernel_size": 1}, False, False),
+    (True, 1, 16, {"strides": 2}, False, False),
+    (True, 1, 16, {"dilation_rate": 2}, False, False),
+    (True, 1, 16, {"padding": "valid"}, False, False),
+    (True, 1, 16, {}, True, False),              # a GPU
+])
+def test_one_image_is_halved_only_on_an_avx2_cpu_and_where_it_was_measured_to_pay(
+        avx2, batch, side, kwargs, gpu, used, monkeypatch):
+    from course_lib import config
+
+    monkeypatch.setattr(config, "onednn_runs_avx2", lambda: avx2)
+    monkeypatch.setattr(config, "gpu_devices", lambda: ("/physical_device:GPU:0",) if gpu else ())
+    calls = _count_halved(monkeypatch)
+    settings = {"kernel_size": 3, "padding": "same", **kwargs}
+    layer = conv2d.Conv2D(4, settings.pop("kernel_size"), **settings)
+    layer(tf.zeros((batch, side, side, 3)))
+    assert bool(calls) is used
+
+
+def test_a_batch_unknown_when_traced_is_halved_only_when_it_holds_one_image(monkeypatch):
+    # Keras traces its predict function with the batch unknown once it has seen two batch
+    # sizes; the layer then decides in the graph. Every batch size must still give Keras'
+    # convolution (reshaping the input to a literal batch of 1 in the halving branch once let
+    # TensorFlow's graph optimiser take that branch for every batch: batch 2 came back wrong).
+    import keras
+
+    from course_lib import config
+
+    monkeypatch.setattr(config, "onednn_runs_avx2", lambda: True)
+    calls = _count_halved(monkeypatch)
+    ours = conv2d.Conv2D(5, 3, padding="same")
+    reference = keras.layers.Conv2D(5, 3, padding="same")
+    ours.build((None, 16, 10, 3))
+    reference.build((None, 16, 10, 3))
+    reference.set_weights([w + 0.1 for w in ours.get_weights()])
+    ours.set_weights(reference.get_weights())
+    run = tf.function(ours, input_signature=[tf.TensorSpec((None, 16, 10, 3), tf.float32)])
+    rng = np.random.default_rng(4)
+    for batch in (1, 2, 1, 3):
+        x = rng.normal(size=(batch, 16, 10, 3)).astype("float32")
+        np.testing.assert_allclose(run(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-5,
+                                   err_msg=f"batch {batch}")
+    assert calls == [(None, 16, 10, 3)]                  # traced once, in the graph's cond
+
+
+def test_resnet_on_one_image_halved_equals_keras_applications(monkeypatch):
+    # The ResNet's 3×3 convolutions are the course's Conv2D: halved on an AVX2 CPU, same outputs.
+    import keras
+
+    from course_lib import config
+    from course_lib.layers import resnet
+
+    monkeypatch.setattr(config, "onednn_runs_avx2", lambda: True)
+    calls = _count_halved(monkeypatch)
+    ours = resnet.resnet(50, (64, 64, 3))
+    reference = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
+    resnet.copy_weights(reference, ours)
+    x = np.random.default_rng(5).normal(size=(1, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(ours(x)[-1]), np.asarray(reference(x)),
+                               rtol=1e-4, atol=1e-4)
+    assert calls == [(1, 16, 16, 64)] * 3     # conv2's blocks; C3–C5 maps are under 16 rows
 
 
 @pytest.mark.slow

@@ -22,6 +22,16 @@ faster, so the layer keeps it there (the thresholds below); on a GPU it is alway
 
 The input gradient is the backend's forward convolution of ``dL/dy`` with the kernel turned by
 180° and its channel axes swapped (exact for stride 1, "same" padding, odd kernels).
+
+One image on an AVX2 CPU. oneDNN picks its kernel by the shape it is given: for a single
+image under AVX2 it runs a 3×3 convolution as im2col + matrix product at about a third of the
+speed of its kernel for two images (256 → 256 channels on 128×128: 306 ms for one image, 94 ms
+for the same map cut in two halves run as a batch of two; AMD EPYC capped with
+``ONEDNN_MAX_CPU_ISA=AVX2``). A "same" convolution of one image *is* the convolution of its two
+halves, each given the ``k // 2`` rows of its neighbour it needs at the cut (a *halo*), so on
+such a CPU (:func:`course_lib.config.onednn_runs_avx2`) the layer runs a lone image that way
+(:func:`conv_same_in_two_halves`). With AVX-512, oneDNN's one-image kernel is already the fast
+one and the cut would cost 5–10 %, so it is not made there.
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ from keras import ops
 MIN_CELLS = 128 * 128
 #: ... and at least this many channels in and out (smaller products lose to oneDNN's kernel).
 MIN_CHANNELS = 128
+#: One image is cut in two from this many rows (at 12 rows the halves lose to the whole).
+MIN_ROWS_TO_HALVE = 16
 
 
 def conv_same_with_gemm_kernel_grad(x, kernel):
@@ -73,6 +85,37 @@ def conv_same_with_gemm_kernel_grad(x, kernel):
     return conv(ops.convert_to_tensor(x), ops.copy(kernel))
 
 
+def conv_same_in_two_halves(x, kernel):
+    """``ops.conv(x, kernel, padding="same")`` of one image, computed as a batch of its two halves.
+
+    Args:
+        x: ``(1, H, W, C_in)``, static ``H`` even (a batch traced as unknown must hold one
+            image when it runs).
+        kernel: ``(k, k, C_in, C_out)``, ``k`` odd.
+
+    Returns ``(1, H, W, C_out)``: the same numbers (to float rounding) as the whole
+    convolution. Output row ``r`` needs input rows ``r - k//2 … r + k//2``, so the top half
+    (output rows ``0 … H/2 - 1``) needs the zero-padded input down to row ``H/2 + k//2`` and the
+    bottom half from row ``H/2 - k//2``: two overlapping slices of the padded image, stacked as
+    a batch of two and convolved without padding. Gradients flow through the slices as usual.
+
+    Taught in notebooks/03_convolution.
+    """
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    height, width = x.shape[1], x.shape[2]
+    if x.shape[0] not in (1, None) or height is None or height % 2 or kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"conv_same_in_two_halves needs one image with an even, known height "
+                         f"and an odd kernel; got input {tuple(x.shape)}, kernel {kh}×{kw}")
+    half, ph, pw = height // 2, kh // 2, kw // 2
+    padded = ops.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))       # (1, H + 2ph, W + 2pw, C)
+    halves = ops.concatenate([padded[:, :half + 2 * ph], padded[:, half:]], axis=0)
+    y = ops.conv(halves, kernel, padding="valid")                    # (2, H/2, W, C_out)
+    # Top rows, then bottom rows. Nothing here reshapes to a literal batch of 1: reshaping the
+    # input so inside the layer's cond branch let TensorFlow's graph optimiser infer that the
+    # batch is 1 and take this branch for every batch (tests/test_conv2d.py).
+    return ops.reshape(y, (-1, height, width, kernel.shape[-1]))
+
+
 @keras.saving.register_keras_serializable(package="course_lib")
 class Conv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` whose kernel gradient on a large map is written out (see module).
@@ -81,6 +124,10 @@ class Conv2D(keras.layers.Conv2D):
     no GPU is visible (:func:`course_lib.config.gpu_devices`), stride 1, dilation 1, "same"
     padding, an odd square kernel larger than 1×1, ``groups=1``, channels-last, and the map
     has at least :data:`MIN_CELLS` cells with :data:`MIN_CHANNELS` channels in and out.
+    A lone image (batch 1) of a stride-1 "same" convolution with an odd kernel larger than 1×1,
+    at least :data:`MIN_ROWS_TO_HALVE` rows (an even number), is convolved as its two halves
+    (:func:`conv_same_in_two_halves`) when oneDNN runs with AVX2 as its widest vectors
+    (:func:`course_lib.config.onednn_runs_avx2`) and no GPU is visible.
     Otherwise it is ``keras.layers.Conv2D`` unchanged.
 
     Taught in notebooks/03_convolution (the gradient) and notebooks/05_fpn (where it is used).
@@ -99,7 +146,31 @@ class Conv2D(keras.layers.Conv2D):
                 and min(inputs.shape[-1], self.filters) >= MIN_CHANNELS
                 and not gpu_devices())
 
+    def _halves_one_image(self, inputs) -> bool:
+        from course_lib.config import gpu_devices, onednn_runs_avx2
+
+        kh, kw = self.kernel_size
+        height = inputs.shape[1]
+        return (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+                and self.padding == "same" and kh % 2 == 1 and kw % 2 == 1 and kh > 1
+                and self.groups == 1 and self.data_format == "channels_last"
+                and inputs.shape[0] in (1, None)
+                and height is not None and height % 2 == 0 and height >= MIN_ROWS_TO_HALVE
+                and inputs.shape[2] is not None
+                and onednn_runs_avx2() and not gpu_devices())
+
     def convolution_op(self, inputs, kernel):
-        if self._writes_out_kernel_grad(inputs):
-            return conv_same_with_gemm_kernel_grad(inputs, kernel)
-        return super().convolution_op(inputs, kernel)
+        def whole(x):
+            if self._writes_out_kernel_grad(x):
+                return conv_same_with_gemm_kernel_grad(x, kernel)
+            return super(Conv2D, self).convolution_op(x, kernel)
+
+        if not self._halves_one_image(inputs):
+            return whole(inputs)
+        if inputs.shape[0] == 1:
+            return conv_same_in_two_halves(inputs, kernel)
+        # The batch is unknown when traced (Keras relaxes it once it has seen two batch
+        # sizes): decide when the graph runs.
+        return ops.cond(ops.shape(inputs)[0] == 1,
+                        lambda: conv_same_in_two_halves(inputs, kernel),
+                        lambda: whole(inputs))

@@ -27,6 +27,9 @@ noise, so BatchNorm is *frozen*: ``freeze_bn=True`` builds every BatchNormalizat
 variance) even when the model is called with ``training=True``.
 
 Model code uses Keras layers only, so it builds on the TensorFlow, JAX and PyTorch backends.
+The 3×3 convolutions are the course's :class:`course_lib.layers.conv2d.Conv2D`: Keras' layer,
+same weights and outputs, which on an AVX2-only CPU convolves a lone image as its two halves
+(oneDNN's one-image kernel there is about 3× slower per image).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from pathlib import Path
 
 import keras
 from keras import layers
+
+from course_lib.layers.conv2d import Conv2D
 
 #: Blocks per stage (conv2..conv5) for each bottleneck depth, from the ResNet paper, Table 1.
 BOTTLENECK_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -85,7 +90,7 @@ def bottleneck_block(x, filters: int, stride: int = 1, conv_shortcut: bool = Tru
     y = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x)
     y = _bn(f"{name}_1_bn", freeze_bn)(y)
     y = layers.Activation("relu", name=f"{name}_1_relu")(y)
-    y = layers.Conv2D(filters, kernel_size, padding="same", name=f"{name}_2_conv")(y)
+    y = Conv2D(filters, kernel_size, padding="same", name=f"{name}_2_conv")(y)
     y = _bn(f"{name}_2_bn", freeze_bn)(y)
     y = layers.Activation("relu", name=f"{name}_2_relu")(y)
     y = layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(y)
@@ -120,10 +125,10 @@ def basic_block(x, filters: int, stride: int = 1, conv_shortcut: bool | None = N
         shortcut = _bn(f"{name}_0_bn", freeze_bn)(shortcut)
     else:
         shortcut = x
-    y = layers.Conv2D(filters, 3, strides=stride, padding="same", name=f"{name}_1_conv")(x)
+    y = Conv2D(filters, 3, strides=stride, padding="same", name=f"{name}_1_conv")(x)
     y = _bn(f"{name}_1_bn", freeze_bn)(y)
     y = layers.Activation("relu", name=f"{name}_1_relu")(y)
-    y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_2_conv")(y)
+    y = Conv2D(filters, 3, padding="same", name=f"{name}_2_conv")(y)
     y = _bn(f"{name}_2_bn", freeze_bn)(y)
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.Activation("relu", name=f"{name}_out")(y)
