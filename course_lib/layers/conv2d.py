@@ -1,10 +1,11 @@
-"""Keras' ``Conv2D`` with the kernel gradient of a large map written out as matrix products.
+"""Keras' ``Conv2D`` made faster on CPUs in two measured places: the kernel gradient of a large
+map written out as matrix products, and one image convolved as its two halves on AVX2 CPUs.
 
-Used by the FPN's output convolutions and the RPN head, whose 3×3 convolutions on P2 (a
-quarter of the image in each direction, 256 channels in and out) are the largest in
-Mask R-CNN. The layer computes exactly what ``keras.layers.Conv2D`` computes, with the same
-weights (a model built with it loads weights saved from one built without it); only the
-backward pass differs, and only where that was measured to pay.
+Used by the ResNet's 3×3 convolutions, the FPN's output convolutions and the RPN head, whose
+3×3 convolutions on P2 (a quarter of the image in each direction, 256 channels in and out) are
+the largest in Mask R-CNN. The layer computes what ``keras.layers.Conv2D`` computes, with the
+same weights (a model built with it loads weights saved from one built without it); only how
+it is computed differs, and only where that was measured to pay.
 
 Why. The gradient of a stride-1 "same" convolution ``y = x ⋆ w`` (``k×k`` kernel) with
 respect to its kernel is, for each tap ``(i, j)`` of the kernel, one matrix product:
@@ -31,7 +32,7 @@ for the same map cut in two halves run as a batch of two; AMD EPYC capped with
 halves, each given the ``k // 2`` rows of its neighbour it needs at the cut (a *halo*), so on
 such a CPU (:func:`course_lib.config.onednn_runs_avx2`) the layer runs a lone image that way
 (:func:`conv_same_in_two_halves`). With AVX-512, oneDNN's one-image kernel is already the fast
-one and the cut would cost 5–10 %, so it is not made there.
+one and the cut would cost 5–35 %, so it is not made there.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ class Conv2D(keras.layers.Conv2D):
     (:func:`course_lib.config.onednn_runs_avx2`) and no GPU is visible.
     Otherwise it is ``keras.layers.Conv2D`` unchanged.
 
-    Taught in notebooks/03_convolution (the gradient) and notebooks/05_fpn (where it is used).
+    Taught in notebooks/03_convolution (the gradient, section 9; the halves, section 10) and
+    notebooks/05_fpn (where it is used).
     """
 
     def _writes_out_kernel_grad(self, inputs) -> bool:
