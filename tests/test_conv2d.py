@@ -54,28 +54,32 @@ def _count_written_out(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("side, channels, kwargs, gpu, used", [
-    (16, 8, {}, False, True),                    # at the (lowered) thresholds
-    (15, 8, {}, False, False),                   # one row short of MIN_CELLS
-    (16, 7, {}, False, False),                   # one channel short of MIN_CHANNELS
-    (16, 8, {"strides": 2}, False, False),
-    (16, 8, {"dilation_rate": 2}, False, False),
-    (16, 8, {"padding": "valid"}, False, False),
-    (16, 8, {"kernel_size": 1}, False, False),
-    (16, 8, {}, True, False),                    # a GPU keeps the backend's gradient
+@pytest.mark.parametrize("side, channels, kwargs, gpu, avx2, used", [
+    (16, 8, {}, False, False, True),             # at the (lowered) thresholds
+    (15, 8, {}, False, False, False),            # one row short of MIN_CELLS
+    (16, 7, {}, False, False, False),            # one channel short of MIN_CHANNELS
+    (16, 4, {}, False, True, True),              # AVX2: from MIN_CHANNELS_AVX2 (lowered to 4)
+    (16, 3, {}, False, True, False),
+    (15, 8, {}, False, True, False),             # AVX2 too needs MIN_CELLS
+    (16, 8, {"strides": 2}, False, False, False),
+    (16, 8, {"dilation_rate": 2}, False, False, False),
+    (16, 8, {"padding": "valid"}, False, False, False),
+    (16, 8, {"kernel_size": 1}, False, False, False),
+    (16, 8, {}, True, False, False),             # a GPU keeps the backend's gradient
 ])
 def test_the_layer_writes_the_gradient_out_only_where_it_was_measured_to_pay(
-        side, channels, kwargs, gpu, used, monkeypatch):
+        side, channels, kwargs, gpu, avx2, used, monkeypatch):
     from course_lib import config
 
     monkeypatch.setattr(conv2d, "MIN_CELLS", 16 * 16)
     monkeypatch.setattr(conv2d, "MIN_CHANNELS", 8)
+    monkeypatch.setattr(conv2d, "MIN_CHANNELS_AVX2", 4)
     monkeypatch.setattr(config, "gpu_devices", lambda: ("/physical_device:GPU:0",) if gpu else ())
-    monkeypatch.setattr(config, "onednn_runs_avx2", lambda: False)   # one image, not halved
+    monkeypatch.setattr(config, "onednn_runs_avx2", lambda: avx2)
     calls = _count_written_out(monkeypatch)
     settings = {"kernel_size": 3, "padding": "same", **kwargs}
     layer = conv2d.Conv2D(channels, settings.pop("kernel_size"), **settings)
-    layer(tf.zeros((1, side, side, channels)))
+    layer(tf.zeros((2, side, side, channels)))          # two images: never halved
     assert bool(calls) is used
 
 
@@ -84,8 +88,11 @@ def test_the_layer_equals_keras_conv2d_with_the_same_weights(monkeypatch):
     # the written-out path; and the weights load across (same variables, same order).
     import keras
 
+    from course_lib import config
+
     monkeypatch.setattr(conv2d, "MIN_CELLS", 12 * 10)
     monkeypatch.setattr(conv2d, "MIN_CHANNELS", 4)
+    monkeypatch.setattr(config, "onednn_runs_avx2", lambda: False)
     calls = _count_written_out(monkeypatch)
     rng = np.random.default_rng(3)
     x = tf.constant(rng.normal(size=(2, 12, 10, 4)), tf.float32)

@@ -18,8 +18,9 @@ flattened to ``(N·H·W, C_in)``. TensorFlow's oneDNN kernel for this gradient
 256 channels when oneDNN is limited to AVX2 (0.73 s against 0.19 s for batch 2, AMD EPYC,
 ``ONEDNN_MAX_CPU_ISA=AVX2``), while the nine matrix products take 0.25 s; with AVX-512 they
 take 0.23 s against 0.30 s (bench/README.md, "The kernel gradient of the P2 convolutions").
-On smaller maps, and with fewer channels on an AVX-512 CPU, the backend's kernel is as fast or
-faster, so the layer keeps it there (the thresholds below); on a GPU it is always kept.
+On smaller maps, and with fewer channels (under 256 with AVX-512, under 64 with AVX2), the
+backend's kernel is as fast or faster, so the layer keeps it there (the thresholds below); on a
+GPU it is always kept.
 
 The input gradient is the backend's forward convolution of ``dL/dy`` with the kernel turned by
 180° and its channel axes swapped (exact for stride 1, "same" padding, odd kernels).
@@ -42,8 +43,13 @@ from keras import ops
 
 #: Written-out kernel gradient from this many output cells (``H × W``) per image up...
 MIN_CELLS = 128 * 128
-#: ... and at least this many channels in and out (smaller products lose to oneDNN's kernel).
-MIN_CHANNELS = 128
+#: ... and at least this many channels in and out (smaller products lose to oneDNN's kernel:
+#: with AVX-512, 128 channels on 128×128 took 108 ms written out against the backend's 99)...
+MIN_CHANNELS = 256
+#: ... or this many where oneDNN runs AVX2, whose kernel-gradient kernel is slow from 64
+#: channels on (128×128, 64 channels, batch 2: 0.05 s against 0.03 s written out; 128
+#: channels: 209 ms against 108; 256×256, 64 channels: 405 ms against 163).
+MIN_CHANNELS_AVX2 = 64
 #: One image is cut in two from this many rows (at 12 rows the halves lose to the whole).
 MIN_ROWS_TO_HALVE = 16
 
@@ -124,7 +130,8 @@ class Conv2D(keras.layers.Conv2D):
     The written-out gradient is used when all of these hold, decided when the layer is traced:
     no GPU is visible (:func:`course_lib.config.gpu_devices`), stride 1, dilation 1, "same"
     padding, an odd square kernel larger than 1×1, ``groups=1``, channels-last, and the map
-    has at least :data:`MIN_CELLS` cells with :data:`MIN_CHANNELS` channels in and out.
+    has at least :data:`MIN_CELLS` cells with :data:`MIN_CHANNELS` channels in and out
+    (:data:`MIN_CHANNELS_AVX2` where :func:`course_lib.config.onednn_runs_avx2`).
     A lone image (batch 1) of a stride-1 "same" convolution with an odd kernel larger than 1×1,
     at least :data:`MIN_ROWS_TO_HALVE` rows (an even number), is convolved as its two halves
     (:func:`conv_same_in_two_halves`) when oneDNN runs with AVX2 as its widest vectors
@@ -136,17 +143,18 @@ class Conv2D(keras.layers.Conv2D):
     """
 
     def _writes_out_kernel_grad(self, inputs) -> bool:
-        from course_lib.config import gpu_devices
+        from course_lib.config import gpu_devices, onednn_runs_avx2
 
         kh, kw = self.kernel_size
         height, width = inputs.shape[1], inputs.shape[2]
-        return (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+        if not (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
                 and self.padding == "same" and kh == kw and kh % 2 == 1 and kh > 1
                 and self.groups == 1 and self.data_format == "channels_last"
                 and height is not None and width is not None
-                and height * width >= MIN_CELLS
-                and min(inputs.shape[-1], self.filters) >= MIN_CHANNELS
-                and not gpu_devices())
+                and height * width >= MIN_CELLS and not gpu_devices()):
+            return False
+        channels = min(inputs.shape[-1], self.filters)
+        return channels >= (MIN_CHANNELS_AVX2 if onednn_runs_avx2() else MIN_CHANNELS)
 
     def _halves_one_image(self, inputs) -> bool:
         from course_lib.config import gpu_devices, onednn_runs_avx2
