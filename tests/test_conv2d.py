@@ -23,10 +23,19 @@ def _tf_conv_and_grads(x, kernel, w_out):
     return (y.numpy(), *(g.numpy() for g in tape.gradient(loss, [x, kernel])))
 
 
-@pytest.mark.parametrize("k, shape", [(3, (2, 9, 7, 5)), (5, (1, 6, 11, 3)), (1, (2, 4, 4, 6))])
-def test_the_written_out_gradient_is_the_backends(k, shape):
+@pytest.mark.parametrize("written_out, k, shape", [
     # Rectangular maps, a 5×5 kernel whose taps overhang a 6-row map, and the 1×1 case.
-    rng = np.random.default_rng(k)
+    ("gemm_kernel_grad", 3, (2, 9, 7, 5)), ("gemm_kernel_grad", 5, (1, 6, 11, 3)),
+    ("gemm_kernel_grad", 1, (2, 4, 4, 6)),
+    # One image in halves: a 5×5 kernel on 3-row halves needs two halo rows each, and a
+    # 2-row map halves into single rows.
+    ("in_two_halves", 3, (1, 8, 7, 5)), ("in_two_halves", 5, (1, 6, 9, 3)),
+    ("in_two_halves", 3, (1, 2, 4, 2)),
+])
+def test_the_written_out_forms_give_the_backends_output_and_gradients(written_out, k, shape):
+    function = {"gemm_kernel_grad": conv2d.conv_same_with_gemm_kernel_grad,
+                "in_two_halves": conv2d.conv_same_in_two_halves}[written_out]
+    rng = np.random.default_rng(k + shape[1])
     x = rng.normal(size=shape).astype("float32")
     kernel = rng.normal(size=(k, k, shape[-1], 4)).astype("float32")
     w_out = rng.normal(size=(*shape[:3], 4)).astype("float32")
@@ -34,7 +43,7 @@ def test_the_written_out_gradient_is_the_backends(k, shape):
     xt, kt = tf.constant(x), tf.constant(kernel)
     with tf.GradientTape() as tape:
         tape.watch([xt, kt])
-        y = conv2d.conv_same_with_gemm_kernel_grad(xt, kt)
+        y = function(xt, kt)
         loss = tf.reduce_sum(y * w_out)
     got = (np.asarray(y), *(g.numpy() for g in tape.gradient(loss, [xt, kt])))
     for name, g, w in zip(("output", "d input", "d kernel"), got, want, strict=True):
@@ -46,11 +55,11 @@ def test_even_kernels_are_refused():
         conv2d.conv_same_with_gemm_kernel_grad(tf.zeros((1, 4, 4, 2)), tf.zeros((2, 2, 2, 3)))
 
 
-def _count_written_out(monkeypatch):
+def _count_calls(monkeypatch, name="conv_same_with_gemm_kernel_grad"):
+    """The input shapes ``conv2d.<name>`` is traced with, from now on."""
     calls = []
-    original = conv2d.conv_same_with_gemm_kernel_grad
-    monkeypatch.setattr(conv2d, "conv_same_with_gemm_kernel_grad",
-                        lambda x, k: calls.append(tuple(x.shape)) or original(x, k))
+    original = getattr(conv2d, name)
+    monkeypatch.setattr(conv2d, name, lambda x, k: calls.append(tuple(x.shape)) or original(x, k))
     return calls
 
 
@@ -76,7 +85,7 @@ def test_the_layer_writes_the_gradient_out_only_where_it_was_measured_to_pay(
     monkeypatch.setattr(conv2d, "MIN_CHANNELS_AVX2", 4)
     monkeypatch.setattr(config, "gpu_devices", lambda: ("/physical_device:GPU:0",) if gpu else ())
     monkeypatch.setattr(config, "onednn_runs_avx2", lambda: avx2)
-    calls = _count_written_out(monkeypatch)
+    calls = _count_calls(monkeypatch)
     settings = {"kernel_size": 3, "padding": "same", **kwargs}
     layer = conv2d.Conv2D(channels, settings.pop("kernel_size"), **settings)
     layer(tf.zeros((2, side, side, channels)))          # two images: never halved
@@ -93,7 +102,7 @@ def test_the_layer_equals_keras_conv2d_with_the_same_weights(monkeypatch):
     monkeypatch.setattr(conv2d, "MIN_CELLS", 12 * 10)
     monkeypatch.setattr(conv2d, "MIN_CHANNELS", 4)
     monkeypatch.setattr(config, "onednn_runs_avx2", lambda: False)
-    calls = _count_written_out(monkeypatch)
+    calls = _count_calls(monkeypatch)
     rng = np.random.default_rng(3)
     x = tf.constant(rng.normal(size=(2, 12, 10, 4)), tf.float32)
     w_out = tf.constant(rng.normal(size=(2, 12, 10, 6)), tf.float32)
@@ -117,37 +126,10 @@ def test_the_layer_equals_keras_conv2d_with_the_same_weights(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("k, shape", [(3, (1, 8, 7, 5)), (5, (1, 6, 9, 3)), (3, (1, 2, 4, 2))])
-def test_one_image_in_two_halves_is_the_whole_convolution(k, shape):
-    # Output and both gradients; a 5×5 kernel on 3-row halves needs two halo rows each, and
-    # the 2-row map halves into single rows.
-    rng = np.random.default_rng(10 + k)
-    x = rng.normal(size=shape).astype("float32")
-    kernel = rng.normal(size=(k, k, shape[-1], 4)).astype("float32")
-    w_out = rng.normal(size=(*shape[:3], 4)).astype("float32")
-    want = _tf_conv_and_grads(x, kernel, w_out)
-    xt, kt = tf.constant(x), tf.constant(kernel)
-    with tf.GradientTape() as tape:
-        tape.watch([xt, kt])
-        y = conv2d.conv_same_in_two_halves(xt, kt)
-        loss = tf.reduce_sum(y * w_out)
-    got = (np.asarray(y), *(g.numpy() for g in tape.gradient(loss, [xt, kt])))
-    for name, g, w in zip(("output", "d input", "d kernel"), got, want, strict=True):
-        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4, err_msg=name)
-
-
 @pytest.mark.parametrize("x_shape, k", [((2, 8, 8, 1), 3), ((1, 7, 8, 1), 3), ((1, 8, 8, 1), 2)])
 def test_halving_refuses_two_images_an_odd_height_and_an_even_kernel(x_shape, k):
     with pytest.raises(ValueError, match="one image with an even, known height"):
         conv2d.conv_same_in_two_halves(tf.zeros(x_shape), tf.zeros((k, k, 1, 1)))
-
-
-def _count_halved(monkeypatch):
-    calls = []
-    original = conv2d.conv_same_in_two_halves
-    monkeypatch.setattr(conv2d, "conv_same_in_two_halves",
-                        lambda x, k: calls.append(tuple(x.shape)) or original(x, k))
-    return calls
 
 
 @pytest.mark.parametrize("avx2, batch, side, kwargs, gpu, used", [
@@ -169,7 +151,7 @@ def test_one_image_is_halved_only_on_an_avx2_cpu_and_where_it_was_measured_to_pa
 
     monkeypatch.setattr(config, "onednn_runs_avx2", lambda: avx2)
     monkeypatch.setattr(config, "gpu_devices", lambda: ("/physical_device:GPU:0",) if gpu else ())
-    calls = _count_halved(monkeypatch)
+    calls = _count_calls(monkeypatch, "conv_same_in_two_halves")
     settings = {"kernel_size": 3, "padding": "same", **kwargs}
     layer = conv2d.Conv2D(4, settings.pop("kernel_size"), **settings)
     layer(tf.zeros((batch, side, side, 3)))
@@ -179,27 +161,43 @@ def test_one_image_is_halved_only_on_an_avx2_cpu_and_where_it_was_measured_to_pa
 def test_a_batch_unknown_when_traced_is_halved_only_when_it_holds_one_image(monkeypatch):
     # Keras traces its predict function with the batch unknown once it has seen two batch
     # sizes; the layer then decides in the graph. Every batch size must still give Keras'
-    # convolution (reshaping the input to a literal batch of 1 in the halving branch once let
-    # TensorFlow's graph optimiser take that branch for every batch: batch 2 came back wrong).
+    # convolution and gradients (reshaping the input to a literal batch of 1 in the halving
+    # branch once let TensorFlow's graph optimiser take that branch for every batch: batch 2
+    # came back wrong). The other branch here takes the written-out kernel gradient.
     import keras
 
     from course_lib import config
 
     monkeypatch.setattr(config, "onednn_runs_avx2", lambda: True)
-    calls = _count_halved(monkeypatch)
+    monkeypatch.setattr(conv2d, "MIN_CELLS", 16 * 10)
+    monkeypatch.setattr(conv2d, "MIN_CHANNELS_AVX2", 3)
+    halved = _count_calls(monkeypatch, "conv_same_in_two_halves")
+    written_out = _count_calls(monkeypatch)
     ours = conv2d.Conv2D(5, 3, padding="same")
     reference = keras.layers.Conv2D(5, 3, padding="same")
-    ours.build((None, 16, 10, 3))
-    reference.build((None, 16, 10, 3))
+    for layer in (ours, reference):
+        layer.build((None, 16, 10, 3))
     reference.set_weights([w + 0.1 for w in ours.get_weights()])
     ours.set_weights(reference.get_weights())
-    run = tf.function(ours, input_signature=[tf.TensorSpec((None, 16, 10, 3), tf.float32)])
+
+    def output_and_gradients(layer, x, w_out):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x) * w_out)
+        return [layer(x), *tape.gradient(loss, [x, layer.kernel])]
+
+    spec = tf.TensorSpec((None, 16, 10, 3), tf.float32), tf.TensorSpec((None, 16, 10, 5))
+    run = tf.function(lambda x, w: output_and_gradients(ours, x, w), input_signature=spec)
     rng = np.random.default_rng(4)
     for batch in (1, 2, 1, 3):
-        x = rng.normal(size=(batch, 16, 10, 3)).astype("float32")
-        np.testing.assert_allclose(run(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-5,
-                                   err_msg=f"batch {batch}")
-    assert calls == [(None, 16, 10, 3)]                  # traced once, in the graph's cond
+        x = tf.constant(rng.normal(size=(batch, 16, 10, 3)), tf.float32)
+        w_out = tf.constant(rng.normal(size=(batch, 16, 10, 5)), tf.float32)
+        for name, got, want in zip(("output", "d input", "d kernel"), run(x, w_out),
+                                   output_and_gradients(reference, x, w_out), strict=True):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4,
+                                       err_msg=f"{name}, batch {batch}")
+    assert halved and all(shape[0] is None for shape in halved)   # decided in the graph
+    assert written_out and all(shape[0] is None for shape in written_out)
 
 
 def test_resnet_on_one_image_halved_equals_keras_applications(monkeypatch):
@@ -210,7 +208,7 @@ def test_resnet_on_one_image_halved_equals_keras_applications(monkeypatch):
     from course_lib.layers import resnet
 
     monkeypatch.setattr(config, "onednn_runs_avx2", lambda: True)
-    calls = _count_halved(monkeypatch)
+    calls = _count_calls(monkeypatch, "conv_same_in_two_halves")
     ours = resnet.resnet(50, (64, 64, 3))
     reference = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
     resnet.copy_weights(reference, ours)
