@@ -127,47 +127,47 @@ def conv_same_in_two_halves(x, kernel):
 class Conv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` whose kernel gradient on a large map is written out (see module).
 
-    The written-out gradient is used when all of these hold, decided when the layer is traced:
-    no GPU is visible (:func:`course_lib.config.gpu_devices`), stride 1, dilation 1, "same"
-    padding, an odd square kernel larger than 1×1, ``groups=1``, channels-last, and the map
-    has at least :data:`MIN_CELLS` cells with :data:`MIN_CHANNELS` channels in and out
-    (:data:`MIN_CHANNELS_AVX2` where :func:`course_lib.config.onednn_runs_avx2`).
-    A lone image (batch 1) of a stride-1 "same" convolution with an odd kernel larger than 1×1,
-    at least :data:`MIN_ROWS_TO_HALVE` rows (an even number), is convolved as its two halves
-    (:func:`conv_same_in_two_halves`) when oneDNN runs with AVX2 as its widest vectors
-    (:func:`course_lib.config.onednn_runs_avx2`) and no GPU is visible.
-    Otherwise it is ``keras.layers.Conv2D`` unchanged.
+    Both paths are decided when the layer is traced, and both need no visible GPU
+    (:func:`course_lib.config.gpu_devices`), stride 1, dilation 1, "same" padding, an odd
+    square kernel larger than 1×1, ``groups=1``, channels-last and a known height and width.
+    Then the kernel gradient is written out when the map has at least :data:`MIN_CELLS` cells
+    and :data:`MIN_CHANNELS` channels in and out (:data:`MIN_CHANNELS_AVX2` where
+    :func:`course_lib.config.onednn_runs_avx2`); and a lone image (batch 1) with an even
+    height of at least :data:`MIN_ROWS_TO_HALVE` rows is convolved as its two halves
+    (:func:`conv_same_in_two_halves`) where oneDNN runs AVX2. Otherwise it is
+    ``keras.layers.Conv2D`` unchanged.
 
     Taught in notebooks/03_convolution (the gradient, section 9; the halves, section 10) and
     notebooks/05_fpn (where it is used).
     """
 
-    def _writes_out_kernel_grad(self, inputs) -> bool:
-        from course_lib.config import gpu_devices, onednn_runs_avx2
+    def _stride1_same_on_cpu(self, inputs) -> bool:
+        """What both paths need: no GPU, stride 1, dilation 1, "same", an odd square kernel
+        larger than 1×1, ``groups=1``, channels-last, the map's height and width known."""
+        from course_lib.config import gpu_devices
 
         kh, kw = self.kernel_size
-        height, width = inputs.shape[1], inputs.shape[2]
-        if not (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+        return (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
                 and self.padding == "same" and kh == kw and kh % 2 == 1 and kh > 1
                 and self.groups == 1 and self.data_format == "channels_last"
-                and height is not None and width is not None
-                and height * width >= MIN_CELLS and not gpu_devices()):
+                and inputs.shape[1] is not None and inputs.shape[2] is not None
+                and not gpu_devices())
+
+    def _writes_out_kernel_grad(self, inputs) -> bool:
+        from course_lib.config import onednn_runs_avx2
+
+        if not (self._stride1_same_on_cpu(inputs)
+                and inputs.shape[1] * inputs.shape[2] >= MIN_CELLS):
             return False
         channels = min(inputs.shape[-1], self.filters)
         return channels >= (MIN_CHANNELS_AVX2 if onednn_runs_avx2() else MIN_CHANNELS)
 
     def _halves_one_image(self, inputs) -> bool:
-        from course_lib.config import gpu_devices, onednn_runs_avx2
+        from course_lib.config import onednn_runs_avx2
 
-        kh, kw = self.kernel_size
-        height = inputs.shape[1]
-        return (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
-                and self.padding == "same" and kh % 2 == 1 and kw % 2 == 1 and kh > 1
-                and self.groups == 1 and self.data_format == "channels_last"
-                and inputs.shape[0] in (1, None)
-                and height is not None and height % 2 == 0 and height >= MIN_ROWS_TO_HALVE
-                and inputs.shape[2] is not None
-                and onednn_runs_avx2() and not gpu_devices())
+        return (self._stride1_same_on_cpu(inputs) and inputs.shape[0] in (1, None)
+                and inputs.shape[1] % 2 == 0 and inputs.shape[1] >= MIN_ROWS_TO_HALVE
+                and onednn_runs_avx2())
 
     def convolution_op(self, inputs, kernel):
         def whole(x):
