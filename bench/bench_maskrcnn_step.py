@@ -2,7 +2,8 @@
 
 Run: ``python bench/bench_maskrcnn_step.py [--size 512] [--batch 2] [--instances 40]
 [--steps 3] [--jit] [--mask-rois M] [--mask-roi-step 16|none] [--precision mixed_bfloat16]
-[--lr 0] [--rpn-nms per-level|global] [--peer-python ENV/bin/python [--rounds 1]]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set
+[--lr 0] [--rpn-nms per-level|global] [--peer-python ENV/bin/python [--rounds 1]
+[--peer-rpn torchvision|course]]`` (CPU: ``CUDA_VISIBLE_DEVICES=`` is set
 unless already given).
 
 ``--lr`` (SGD with momentum 0.9, both sides): 0 by default, so that both networks stay at their
@@ -25,6 +26,12 @@ once with each side's median step, and once on the steady state (median of the l
 each run's timed steps), alternating peer and ours for ``--rounds`` more rounds and setting
 each of our runs against the mean of the peer runs on either side of it: on this shared
 machine the peer's step drifted by 20–50 % between runs, and its first timed steps are slow.
+
+``--peer-rpn course`` gives the peer's RPN the course's delta coding (divided by
+(0.1, 0.1, 0.2, 0.2)) and head initialisation (Glorot uniform): from random initialisation at
+``--lr 0.001`` those two decide how fast each RPN proposes the objects and so how many
+positive RoIs each mask head trains on (up to 128 an image, the paper's setting); with them
+alike the two mask heads do comparable work. The default peer keeps torchvision's own.
 
 Settings as the issue fixes them for the comparison with torchvision's and TensorFlow Model
 Garden's Mask R-CNN: ResNet-50-FPN, 512×512, batch 2, 2 classes, random initialisation,
@@ -98,9 +105,10 @@ def synthetic_batch(cfg: M.MaskRCNNConfig, batch: int, instances: int, seed: int
 
 
 def time_peer(python: str, batch: dict, instances: int, steps: int,
-              bf16: bool = False, lr: float = 0.0) -> dict:
+              bf16: bool = False, lr: float = 0.0, rpn: str = "torchvision") -> dict:
     """torchvision's step on ``batch`` in a subprocess under ``python`` (its own venv),
-    under bfloat16 autocast when ``bf16``."""
+    under bfloat16 autocast when ``bf16``, with the course's RPN conventions when ``rpn`` is
+    ``"course"``."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                           "peer_torchvision_maskrcnn.py")
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,7 +116,8 @@ def time_peer(python: str, batch: dict, instances: int, steps: int,
         np.savez(path, images=batch["images"], boxes=batch["gt_boxes"][:, :instances],
                  masks=batch["full_masks"])
         done = subprocess.run([python, script, path, "--steps", str(steps), "--lr", str(lr)]
-                              + (["--bf16"] if bf16 else []), check=True,
+                              + (["--bf16"] if bf16 else [])
+                              + (["--rpn-as-course"] if rpn == "course" else []), check=True,
                               capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -159,6 +168,9 @@ def main() -> None:
     parser.add_argument("--rpn-nms", choices=("per-level", "global"), default="per-level",
                         help="the RPN's NMS within each pyramid level (the default since "
                              "7 Dec 2026, as the peers) or over all levels at once")
+    parser.add_argument("--peer-rpn", choices=("torchvision", "course"), default="torchvision",
+                        help="the peer's RPN delta coding and head initialisation: its own, or "
+                             "the course's (so that at --lr 0.001 both RPNs learn alike)")
     args = parser.parse_args()
     keras.mixed_precision.set_dtype_policy(args.precision)
 
@@ -175,8 +187,9 @@ def main() -> None:
     peer = None
     if args.peer_python:   # first, so its threads do not share the cores with TensorFlow's
         peer = time_peer(args.peer_python, batch, args.instances, args.steps,
-                         bf16=args.precision == "mixed_bfloat16", lr=args.lr)
-        print(f"peer {peer['peer']}, {peer['threads']} threads, ATen dispatching "
+                         bf16=args.precision == "mixed_bfloat16", lr=args.lr, rpn=args.peer_rpn)
+        print(f"peer {peer['peer']}, RPN {peer.get('rpn', '?')}, {peer['threads']} threads, "
+              f"ATen dispatching "
               f"{peer.get('cpu_capability', '?')}, its oneDNN convolutions at "
               f"{peer.get('onednn_isa', '?')}: first step {peer['first_s']:.1f}"
               f" s, then {peer['median_s']:.2f} s/step (runs "
@@ -238,10 +251,12 @@ def main() -> None:
         peers, ours = [steady(peer["times_s"])], [steady(times)]
         for r in range(args.rounds):
             again = time_peer(args.peer_python, peer_batch, args.instances, args.steps,
-                              bf16=args.precision == "mixed_bfloat16", lr=args.lr)
+                              bf16=args.precision == "mixed_bfloat16", lr=args.lr,
+                              rpn=args.peer_rpn)
             peers.append(steady(again["times_s"]))
-            print(f"peer run {r + 2}: {', '.join(f'{t:.2f}' for t in again['times_s'])}",
-                  flush=True)
+            print(f"peer run {r + 2}: {', '.join(f'{t:.2f}' for t in again['times_s'])}; "
+                  f"{again['positive_rois_per_image']:.1f} positive RoIs per image (last step: "
+                  f"{again['positive_rois_per_step'][-1]})", flush=True)
             if r + 1 < args.rounds:
                 _, more = time_steps(train_step, args.steps)
                 ours.append(steady(more))

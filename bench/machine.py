@@ -17,20 +17,35 @@ FLAGS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512F", "avx512_vnni": "AV
 
 
 def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
-    """``{"cpu": model name, "isa": the extensions present, "cores": logical cores}``.
+    """``{"cpu": model name and generation, "isa": the extensions present, "cores": logical
+    cores}``.
 
-    The flags are :func:`course_lib.config.cpu_flags`' (what the course's layers read too).
+    Under a hypervisor the model name may be the brand alone ("AMD EPYC"), the same words on
+    CPUs of different generations whose Mask R-CNN steps differ widely (bench/README.md,
+    8 Dec 2026); the family / model / stepping numbers tell them apart, so ``cpu`` carries
+    them too. The flags are
+    :func:`course_lib.config.cpu_flags`' (what the course's layers read too).
     """
     from course_lib.config import cpu_flags
 
     model, flags = platform.processor() or "unknown CPU", cpu_flags(cpuinfo)
+    fields: dict[str, str] = {}
     try:
         for line in Path(cpuinfo).read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+            key, sep, value = line.partition(":")
+            if not sep:
+                if fields:          # a blank line ends the first processor's block
+                    break
+                continue
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    model = fields.get("model name", model)
+    generation = ", ".join(f"{name} {fields[key]}" for key, name in
+                           (("cpu family", "family"), ("model", "model"),
+                            ("stepping", "stepping")) if fields.get(key))
+    if generation:
+        model += f" ({generation})"
     isa = ", ".join(name for flag, name in FLAGS.items() if flag in flags) or "none of " + \
         ", ".join(FLAGS.values())
     return {"cpu": model, "isa": isa, "cores": str(os.cpu_count())}

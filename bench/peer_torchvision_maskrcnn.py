@@ -6,7 +6,12 @@ the same run. Standalone: ``python bench/peer_torchvision_maskrcnn.py BATCH.npz 
 where the ``.npz`` holds ``images`` (B, S, S, 3) float32 0..255, ``boxes`` (B, N, 4) float32
 (y1, x1, y2, x2) pixel edges and ``masks`` (B, S, S, N) bool. ``--bf16`` runs the forward
 pass under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (torchvision's RoIAlign casts
-itself back to float32 there), the peer of our ``mixed_bfloat16`` policy.
+itself back to float32 there), the peer of our ``mixed_bfloat16`` policy. ``--rpn-as-course``
+gives torchvision's RPN the course's two RPN conventions: deltas divided by (0.1, 0.1, 0.2, 0.2)
+(its box coder's weights (10, 10, 5, 5); torchvision's RPN uses 1s) and Glorot-uniform kernels
+with zero biases in the RPN head (Keras' defaults; torchvision draws normal(0, 0.01)). At
+``--lr 0.001`` these two decide how fast the RPN closes in on the objects, so how many
+positives both mask heads train on (bench/README.md, 8 Dec 2026).
 
 Settings as the course's benchmark: ResNet-50-FPN with random initialisation (torchvision then
 trains every backbone layer and uses ordinary BatchNorm), 2 classes, the images kept at S
@@ -33,6 +38,7 @@ import numpy as np
 import torch
 import torchvision
 from torchvision.models.detection import maskrcnn_resnet50_fpn
+from torchvision.models.detection._utils import BoxCoder
 
 
 def main() -> None:
@@ -41,6 +47,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU")
     parser.add_argument("--lr", type=float, default=0.0, help="SGD learning rate")
+    parser.add_argument("--rpn-as-course", action="store_true",
+                        help="the course's RPN delta coding and RPN head initialisation")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -59,6 +67,12 @@ def main() -> None:
     model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2,
                                   min_size=size, max_size=size)
     model.train()
+    if args.rpn_as_course:
+        model.rpn.box_coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+        for conv in model.rpn.head.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                torch.nn.init.xavier_uniform_(conv.weight)
+                torch.nn.init.zeros_(conv.bias)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     positives: list[list[int]] = []            # positive RoIs per image, every step
     sample = model.roi_heads.select_training_samples
@@ -98,6 +112,7 @@ def main() -> None:
                       "median_s": statistics.median(times),
                       "positive_rois_per_image": statistics.mean(sum(positives, [])),
                       "positive_rois_per_step": positives, "lr": args.lr,
+                      "rpn": "as the course's" if args.rpn_as_course else "torchvision's",
                       "last_loss": last_loss[0],
                       "parameters": sum(p.numel() for p in model.parameters())}))
 
