@@ -29,9 +29,10 @@ machine the peer's step drifted by 20–50 % between runs, and its first timed s
 
 ``--peer-rpn course`` gives the peer's RPN the course's delta coding (divided by
 (0.1, 0.1, 0.2, 0.2)) and head initialisation (Glorot uniform): from random initialisation at
-``--lr 0.001`` those two decide how fast each RPN proposes the objects and so how many
-positive RoIs each mask head trains on (up to 128 an image, the paper's setting); with them
-alike the two mask heads do comparable work. The default peer keeps torchvision's own.
+``--lr 0.001`` those two are part of what sets how fast each RPN proposes the objects and so
+how many positive RoIs each mask head trains on (up to 128 an image, the paper's setting);
+with them alike the two mask heads' work comes closer (not equal: bench/README.md, 8 Dec
+2026). The default peer keeps torchvision's own.
 
 Settings as the issue fixes them for the comparison with torchvision's and TensorFlow Model
 Garden's Mask R-CNN: ResNet-50-FPN, 512×512, batch 2, 2 classes, random initialisation,
@@ -170,7 +171,7 @@ def main() -> None:
                              "7 Dec 2026, as the peers) or over all levels at once")
     parser.add_argument("--peer-rpn", choices=("torchvision", "course"), default="torchvision",
                         help="the peer's RPN delta coding and head initialisation: its own, or "
-                             "the course's (so that at --lr 0.001 both RPNs learn alike)")
+                             "the course's (at --lr 0.001 the two RPNs then learn more alike)")
     args = parser.parse_args()
     keras.mixed_precision.set_dtype_policy(args.precision)
 

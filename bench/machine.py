@@ -23,8 +23,8 @@ def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
     Under a hypervisor the model name may be the brand alone ("AMD EPYC"), the same words on
     CPUs of different generations whose Mask R-CNN steps differ widely (bench/README.md,
     8 Dec 2026); the family / model / stepping numbers tell them apart, so ``cpu`` carries
-    them too. The flags are
-    :func:`course_lib.config.cpu_flags`' (what the course's layers read too).
+    them too. The flags are :func:`course_lib.config.cpu_flags`' (what the course's layers
+    read too).
     """
     from course_lib.config import cpu_flags
 

@@ -10,8 +10,8 @@ itself back to float32 there), the peer of our ``mixed_bfloat16`` policy. ``--rp
 gives torchvision's RPN the course's two RPN conventions: deltas divided by (0.1, 0.1, 0.2, 0.2)
 (its box coder's weights (10, 10, 5, 5); torchvision's RPN uses 1s) and Glorot-uniform kernels
 with zero biases in the RPN head (Keras' defaults; torchvision draws normal(0, 0.01)). At
-``--lr 0.001`` these two decide how fast the RPN closes in on the objects, so how many
-positives both mask heads train on (bench/README.md, 8 Dec 2026).
+``--lr 0.001`` these two are part of what sets how fast the RPN closes in on the objects, so
+how many positives the mask head trains on (bench/README.md, 8 Dec 2026).
 
 Settings as the course's benchmark: ResNet-50-FPN with random initialisation (torchvision then
 trains every backbone layer and uses ordinary BatchNorm), 2 classes, the images kept at S
