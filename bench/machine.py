@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 
 #: /proc/cpuinfo flags worth naming, in the words a reader knows them by.
 FLAGS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512F", "avx512_vnni": "AVX-512 VNNI",
@@ -23,24 +22,13 @@ def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
     Under a hypervisor the model name may be the brand alone ("AMD EPYC"), the same words on
     CPUs of different generations whose Mask R-CNN steps differ widely (bench/README.md,
     8 Dec 2026); the family / model / stepping numbers tell them apart, so ``cpu`` carries
-    them too. The flags are :func:`course_lib.config.cpu_flags`' (what the course's layers
-    read too).
+    them too. Fields and flags are :func:`course_lib.config.cpu_info`'s (what the course's
+    layers read too).
     """
-    from course_lib.config import cpu_flags
+    from course_lib.config import cpu_flags, cpu_info
 
-    model, flags = platform.processor() or "unknown CPU", cpu_flags(cpuinfo)
-    fields: dict[str, str] = {}
-    try:
-        for line in Path(cpuinfo).read_text().splitlines():
-            key, sep, value = line.partition(":")
-            if not sep:
-                if fields:          # a blank line ends the first processor's block
-                    break
-                continue
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    model = fields.get("model name", model)
+    fields, flags = cpu_info(cpuinfo), cpu_flags(cpuinfo)
+    model = fields.get("model name") or platform.processor() or "unknown CPU"
     generation = ", ".join(f"{name} {fields[key]}" for key, name in
                            (("cpu family", "family"), ("model", "model"),
                             ("stepping", "stepping")) if fields.get(key))

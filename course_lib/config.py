@@ -106,23 +106,38 @@ def gpu_devices() -> tuple[str, ...]:
 ONEDNN_AVX2_CAPS = ("AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
 
 
+def cpu_info(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The first processor's fields in ``cpuinfo`` (Linux), e.g. ``{"model name": "AMD EPYC",
+    "cpu family": "26", "flags": "fpu ... avx2 ..."}``; empty where the file cannot be read
+    (macOS, Windows).
+
+    Taught in notebooks/03_convolution (through :func:`onednn_runs_avx2`, which reads the flags).
+    """
+    fields: dict[str, str] = {}
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if not sep:
+                    if fields:          # a blank line ends the first processor's block
+                        break
+                    continue
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
 @functools.lru_cache(maxsize=4)
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
     """The CPU's feature flags as Linux names them (``"avx2"``, ``"fma"``, ``"avx512f"``, …).
 
-    Read from ``cpuinfo`` (Linux); empty where that file cannot be read (macOS, Windows), so a
-    caller that needs a flag treats "unknown" as "absent".
+    Read from ``cpuinfo`` (:func:`cpu_info`); empty where that file cannot be read (macOS,
+    Windows), so a caller that needs a flag treats "unknown" as "absent".
 
     Taught in notebooks/03_convolution (why one image on an AVX2 CPU is cut in two).
     """
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset(cpu_info(cpuinfo).get("flags", "").split())
 
 
 def onednn_runs_avx2(flags: frozenset[str] | None = None) -> bool:

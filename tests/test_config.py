@@ -50,6 +50,17 @@ def test_cpu_flags_reads_the_flags_line_and_is_empty_where_it_cannot(tmp_path):
     assert config.cpu_flags(str(tmp_path / "absent")) == frozenset()
 
 
+def test_cpu_info_reads_the_first_processor_block_only(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
+                       "flags\t\t: fpu avx2\n\nprocessor\t: 1\ncpu family\t: 99\n"
+                       "flags\t\t: amx_tile\n")
+    assert config.cpu_info(str(cpuinfo)) == {"processor": "0", "cpu family": "26", "model": "2",
+                                             "model name": "AMD EPYC", "flags": "fpu avx2"}
+    assert config.cpu_flags(str(cpuinfo)) == {"fpu", "avx2"}       # not the second block's
+    assert config.cpu_info(str(tmp_path / "absent")) == {}
+
+
 AVX2_CPU = frozenset({"sse4_2", "avx", "avx2", "fma"})
 AVX512_CPU = AVX2_CPU | {"avx512f", "avx512bw", "avx512_bf16"}
 

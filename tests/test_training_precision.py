@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import os
-
 import keras
 import numpy as np
 import pytest
 from training_standins import RegressionBatches, tiny_regressor
 
-from course_lib.config import cpu_flags
+from course_lib.config import cpu_flags, onednn_runs_avx2
 from course_lib.training import CheckpointManager, TrainConfig, train
 from course_lib.training.engine import resolve_precision
 
-#: An AVX-512 BF16 CPU with oneDNN capped below it (how bench/ stands in for an AVX2 CPU):
+#: An AVX-512 BF16 CPU with oneDNN capped to AVX2 (how bench/ stands in for an AVX2 CPU):
 #: TensorFlow reads BF16 from the CPU and asks oneDNN for bfloat16 kernels the cap forbids,
 #: and oneDNN aborts the whole process ("could not create a primitive descriptor for the
 #: inner product forward propagation primitive"). A real AVX2 CPU has no BF16 flag, so
 #: TensorFlow does not ask; the test runs there, and everywhere without the cap.
-_CAP = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
-BF16_CPU_CAPPED_BELOW_IT = (
-    keras.backend.backend() == "tensorflow"
-    and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0"
-    and _CAP != "ALL" and not any(isa in _CAP for isa in ("BF16", "AMX", "AVX10"))
-    and bool({"avx512_bf16", "amx_bf16"} & cpu_flags()))
+BF16_CPU_CAPPED_TO_AVX2 = onednn_runs_avx2() and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +50,7 @@ def test_float16_trains_with_loss_scaling_and_checkpoints_the_scale(tmp_path):
     assert any("scale" in n for n in names), names
 
 
-@pytest.mark.skipif(BF16_CPU_CAPPED_BELOW_IT, reason="ONEDNN_MAX_CPU_ISA caps this BF16 CPU "
+@pytest.mark.skipif(BF16_CPU_CAPPED_TO_AVX2, reason="ONEDNN_MAX_CPU_ISA caps this BF16 CPU "
                     "below its bfloat16 kernels: oneDNN would abort the process (see above)")
 def test_bfloat16_policy_runs(tmp_path):
     cfg = TrainConfig(epochs=1, learning_rate=0.01, mixed_precision="mixed_bfloat16",
